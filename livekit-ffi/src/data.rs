@@ -1,0 +1,368 @@
+//! User data packets: encoding, size limits, reliable sequence numbers, the resend
+//! buffer kept for a resume, and per-sender duplicate filtering on receive.
+//!
+//! Sans-IO: callers hand in bytes and clocks, and get bytes and verdicts back. The
+//! engine writes the encoded packet to the `_reliable` or `_lossy` data channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use prost::Message;
+
+use crate::error::DataError;
+
+/// Hard cap on one data channel message, whatever the SDP allows.
+pub const MAX_MESSAGE_SIZE: usize = 64_000;
+/// Byte budget of the resend buffer of reliable packets kept for a resume.
+pub const RESEND_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// How long per-sender receive state lives after the last packet.
+pub const DEDUP_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataKind {
+    Reliable,
+    Lossy,
+}
+
+impl DataKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DataKind::Reliable => "_reliable",
+            DataKind::Lossy => "_lossy",
+        }
+    }
+
+    fn proto(self) -> proto::data_packet::Kind {
+        match self {
+            DataKind::Reliable => proto::data_packet::Kind::Reliable,
+            DataKind::Lossy => proto::data_packet::Kind::Lossy,
+        }
+    }
+}
+
+/// What a user publishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserData {
+    pub payload: Vec<u8>,
+    pub topic: Option<String>,
+    pub destination_identities: Vec<String>,
+}
+
+/// What a user receives: a user packet with its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedData {
+    pub payload: Vec<u8>,
+    pub topic: Option<String>,
+    pub kind: DataKind,
+    pub participant_identity: String,
+    pub participant_sid: String,
+}
+
+/// Numbers reliable packets and keeps them until the server has them for sure.
+#[derive(Debug)]
+pub struct DataSender {
+    next_sequence: u32,
+    resend: VecDeque<(u32, Vec<u8>)>,
+    resend_bytes: usize,
+    resend_cap: usize,
+}
+
+impl Default for DataSender {
+    fn default() -> Self {
+        Self::new(RESEND_BUFFER_BYTES)
+    }
+}
+
+impl DataSender {
+    pub fn new(resend_cap: usize) -> Self {
+        Self {
+            next_sequence: 1,
+            resend: VecDeque::new(),
+            resend_bytes: 0,
+            resend_cap,
+        }
+    }
+
+    /// Encodes `data` from `identity`; refuses it before anything is sent when the
+    /// encoded packet is over `max_message_size`.
+    pub fn encode(
+        &mut self,
+        identity: &str,
+        data: UserData,
+        kind: DataKind,
+        max_message_size: usize,
+    ) -> Result<Vec<u8>, DataError> {
+        let max = max_message_size.min(MAX_MESSAGE_SIZE);
+        // Cheap early refusal, without building a packet around a huge payload.
+        if data.payload.len() > max {
+            return Err(DataError::TooLarge {
+                size: data.payload.len(),
+                max,
+            });
+        }
+        let sequence = match kind {
+            DataKind::Reliable => self.next_sequence,
+            DataKind::Lossy => 0,
+        };
+        #[allow(deprecated)]
+        let packet = proto::DataPacket {
+            kind: kind.proto() as i32,
+            participant_identity: identity.to_owned(),
+            destination_identities: data.destination_identities.clone(),
+            sequence,
+            value: Some(proto::data_packet::Value::User(proto::UserPacket {
+                participant_identity: identity.to_owned(),
+                payload: data.payload,
+                destination_identities: data.destination_identities,
+                topic: data.topic,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let bytes = packet.encode_to_vec();
+        if bytes.len() > max {
+            return Err(DataError::TooLarge {
+                size: bytes.len(),
+                max,
+            });
+        }
+        if kind == DataKind::Reliable {
+            self.next_sequence = self.next_sequence.wrapping_add(1).max(1);
+            self.remember(sequence, bytes.clone());
+        }
+        Ok(bytes)
+    }
+
+    fn remember(&mut self, sequence: u32, bytes: Vec<u8>) {
+        self.resend_bytes += bytes.len();
+        self.resend.push_back((sequence, bytes));
+        while self.resend_bytes > self.resend_cap {
+            match self.resend.pop_front() {
+                Some((_, old)) => self.resend_bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The server confirmed it received everything up to `last_sequence`.
+    pub fn acknowledge(&mut self, last_sequence: u32) {
+        while let Some((seq, _)) = self.resend.front() {
+            if *seq > last_sequence {
+                break;
+            }
+            if let Some((_, b)) = self.resend.pop_front() {
+                self.resend_bytes -= b.len();
+            }
+        }
+    }
+
+    /// Packets to send again after a resume, oldest first.
+    pub fn unacknowledged(&self) -> impl Iterator<Item = &[u8]> {
+        self.resend.iter().map(|(_, b)| b.as_slice())
+    }
+
+    pub fn buffered(&self) -> (usize, usize) {
+        (self.resend.len(), self.resend_bytes)
+    }
+}
+
+/// What a received data channel message turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    User(ReceivedData),
+    /// A packet of a kind this layer does not handle (RPC, streams, DTMF...).
+    Other(Box<proto::DataPacket>),
+    /// A reliable packet we already delivered.
+    Duplicate,
+}
+
+/// Drops reliable packets seen before, per sender, forgetting idle senders.
+#[derive(Debug, Default)]
+pub struct DataReceiver {
+    last_seen: HashMap<String, (u32, Instant)>,
+}
+
+impl DataReceiver {
+    #[allow(deprecated)] // older senders fill only the UserPacket's identity fields
+    pub fn decode(&mut self, bytes: &[u8], lossy_channel: bool, now: Instant) -> Result<Incoming, DataError> {
+        let packet = proto::DataPacket::decode(bytes).map_err(|e| DataError::Malformed(e.to_string()))?;
+        if packet.sequence > 0 {
+            let key = if packet.participant_sid.is_empty() {
+                packet.participant_identity.clone()
+            } else {
+                packet.participant_sid.clone()
+            };
+            if !self.accept(key, packet.sequence, now) {
+                return Ok(Incoming::Duplicate);
+            }
+        }
+        #[allow(deprecated)]
+        let kind = if lossy_channel || packet.kind == proto::data_packet::Kind::Lossy as i32 {
+            DataKind::Lossy
+        } else {
+            DataKind::Reliable
+        };
+        match packet.value {
+            Some(proto::data_packet::Value::User(user)) => {
+                let participant_identity = if packet.participant_identity.is_empty() {
+                    user.participant_identity
+                } else {
+                    packet.participant_identity
+                };
+                let participant_sid = if packet.participant_sid.is_empty() {
+                    user.participant_sid
+                } else {
+                    packet.participant_sid
+                };
+                Ok(Incoming::User(ReceivedData {
+                    payload: user.payload,
+                    topic: user.topic,
+                    kind,
+                    participant_identity,
+                    participant_sid,
+                }))
+            }
+            _ => Ok(Incoming::Other(Box::new(packet))),
+        }
+    }
+
+    fn accept(&mut self, sender: String, sequence: u32, now: Instant) -> bool {
+        self.last_seen
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DEDUP_TTL);
+        match self.last_seen.get_mut(&sender) {
+            Some((last, at)) if sequence <= *last => {
+                *at = now;
+                false
+            }
+            Some(entry) => {
+                *entry = (sequence, now);
+                true
+            }
+            None => {
+                self.last_seen.insert(sender, (sequence, now));
+                true
+            }
+        }
+    }
+
+    /// Senders with live state (for tests and diagnostics).
+    pub fn tracked_senders(&self) -> usize {
+        self.last_seen.len()
+    }
+}
+
+/// Reads `a=max-message-size` from an SDP; absent means the RFC 8841 default of 64 KiB,
+/// and 0 means "no limit" (we still cap at [`MAX_MESSAGE_SIZE`]).
+pub fn sdp_max_message_size(sdp: &str) -> usize {
+    let value = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=max-message-size:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match value {
+        Some(0) | None => MAX_MESSAGE_SIZE,
+        Some(v) => v.min(MAX_MESSAGE_SIZE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(payload: &[u8], topic: Option<&str>) -> UserData {
+        UserData {
+            payload: payload.to_vec(),
+            topic: topic.map(str::to_owned),
+            destination_identities: vec![],
+        }
+    }
+
+    #[test]
+    fn reliable_packets_are_numbered_and_lossy_are_not() {
+        let mut tx = DataSender::default();
+        let mut rx = DataReceiver::default();
+        let now = Instant::now();
+        for expected in 1..=3u32 {
+            let b = tx.encode("alice", user(b"x", None), DataKind::Reliable, 64_000).unwrap();
+            let p = proto::DataPacket::decode(b.as_slice()).unwrap();
+            assert_eq!(p.sequence, expected);
+            assert!(matches!(rx.decode(&b, false, now).unwrap(), Incoming::User(_)));
+        }
+        let b = tx.encode("alice", user(b"y", Some("t")), DataKind::Lossy, 64_000).unwrap();
+        match rx.decode(&b, true, now).unwrap() {
+            Incoming::User(d) => {
+                assert_eq!(d.kind, DataKind::Lossy);
+                assert_eq!(d.topic.as_deref(), Some("t"));
+                assert_eq!(d.participant_identity, "alice");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(tx.buffered().0, 3);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_per_sender_and_forgotten_after_ttl() {
+        let mut tx = DataSender::default();
+        let mut rx = DataReceiver::default();
+        let now = Instant::now();
+        let b = tx.encode("alice", user(b"x", None), DataKind::Reliable, 64_000).unwrap();
+        assert!(matches!(rx.decode(&b, false, now).unwrap(), Incoming::User(_)));
+        assert_eq!(rx.decode(&b, false, now).unwrap(), Incoming::Duplicate);
+        // Another sender with the same sequence is not a duplicate.
+        let mut tx2 = DataSender::default();
+        let b2 = tx2.encode("bob", user(b"x", None), DataKind::Reliable, 64_000).unwrap();
+        assert!(matches!(rx.decode(&b2, false, now).unwrap(), Incoming::User(_)));
+        assert_eq!(rx.tracked_senders(), 2);
+        let later = now + DEDUP_TTL + Duration::from_secs(1);
+        assert!(matches!(rx.decode(&b, false, later).unwrap(), Incoming::User(_)));
+        assert_eq!(rx.tracked_senders(), 1);
+    }
+
+    #[test]
+    fn oversized_packets_are_refused_before_sending() {
+        let mut tx = DataSender::default();
+        let err = tx
+            .encode("a", user(&vec![0; 70_000], None), DataKind::Reliable, 262_144)
+            .unwrap_err();
+        assert_eq!(err, DataError::TooLarge { size: 70_000, max: MAX_MESSAGE_SIZE });
+        // Envelope overhead counts too.
+        let err = tx
+            .encode("a", user(&vec![0; 16_000], Some("topic")), DataKind::Reliable, 16_000)
+            .unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { max: 16_000, .. }));
+        // A refused packet consumed no sequence number.
+        let b = tx.encode("a", user(b"ok", None), DataKind::Reliable, 16_000).unwrap();
+        assert_eq!(proto::DataPacket::decode(b.as_slice()).unwrap().sequence, 1);
+    }
+
+    #[test]
+    fn resend_buffer_is_bounded_and_acknowledged() {
+        let mut tx = DataSender::new(3_000);
+        for _ in 0..10 {
+            tx.encode("a", user(&[0; 1000], None), DataKind::Reliable, 64_000).unwrap();
+        }
+        let (n, bytes) = tx.buffered();
+        assert!(bytes <= 3_000 && n == 2, "{n} packets, {bytes} bytes");
+        tx.acknowledge(9);
+        assert_eq!(tx.buffered().0, 1);
+        tx.acknowledge(10);
+        assert_eq!(tx.buffered(), (0, 0));
+    }
+
+    #[test]
+    fn max_message_size_comes_from_sdp() {
+        assert_eq!(sdp_max_message_size("v=0\r\na=max-message-size:16384\r\n"), 16384);
+        assert_eq!(sdp_max_message_size("a=max-message-size:262144"), MAX_MESSAGE_SIZE);
+        assert_eq!(sdp_max_message_size("v=0"), MAX_MESSAGE_SIZE);
+        assert_eq!(sdp_max_message_size("a=max-message-size:0"), MAX_MESSAGE_SIZE);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let mut rx = DataReceiver::default();
+        assert!(matches!(
+            rx.decode(&[0xff, 0xff, 0xff], false, Instant::now()),
+            Err(DataError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,638 @@
+//! The engine: joins a room and keeps it joined.
+//!
+//! `Session::establish` runs one join: signal WebSocket, then the publisher and
+//! subscriber peer connections negotiated over it until ICE, DTLS and the data
+//! channels are up. One engine task per room then drives the session: it routes
+//! signal messages to the peers and to `RoomState`, decodes data packets, and on
+//! a loss rejoins under `RetryPolicy` (RECONNECTING) or gives up (FAILED).
+//! `Room` is the user's handle; dropping every clone of it leaves the room.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use parking_lot::Mutex;
+use proto::signal_request::Message as Req;
+use proto::signal_response::Message as Resp;
+use tokio::sync::{mpsc, oneshot};
+use url::Url;
+
+use crate::data::{DataKind, DataReceiver, DataSender, Incoming, UserData};
+use crate::error::{Error, Result};
+use crate::peer::{route_ip, PeerConnection, PeerEvent, PeerRole};
+use crate::room::{Participant, RoomEvent, RoomInfo, RoomState};
+use crate::signal::{parse_server_url, JoinOptions, SignalClient, SignalEvent};
+use crate::state::{ConnectionState, FailureReason, LeaveAction, RetryPolicy};
+
+/// How long ICE, DTLS and the data channels may take on a join (seed RTCEngine).
+pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a lost ICE connection may stay lost before we rejoin.
+pub const ICE_LOST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of the user's event queue; a slow consumer slows the room, never grows memory.
+pub const EVENT_QUEUE: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct RoomOptions {
+    pub join: JoinOptions,
+    pub retry: RetryPolicy,
+    pub ice_timeout: Duration,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            join: JoinOptions::default(),
+            retry: RetryPolicy::default(),
+            ice_timeout: ICE_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// One joined session: the signal connection and its two peer connections.
+struct Session {
+    signal: SignalClient,
+    signal_rx: mpsc::Receiver<SignalEvent>,
+    publisher: PeerConnection,
+    subscriber: PeerConnection,
+    peer_rx: mpsc::Receiver<(PeerRole, PeerEvent)>,
+    join: proto::JoinResponse,
+    /// Messages and peer events that arrived while establishing, in order.
+    backlog: Vec<Backlog>,
+    subscriber_answered: bool,
+}
+
+enum Backlog {
+    Signal(Resp),
+    Peer(PeerRole, PeerEvent),
+}
+
+async fn local_ip_for(base: &Url) -> IpAddr {
+    let host = base.host_str().unwrap_or("127.0.0.1");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = base.port_or_known_default().unwrap_or(443);
+    let remote = match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => addrs.next().map(|a| a.ip()),
+        Err(_) => None,
+    };
+    route_ip(remote.unwrap_or(IpAddr::from([127, 0, 0, 1])))
+}
+
+impl Session {
+    async fn establish(base: &Url, token: &str, opts: &RoomOptions) -> Result<Session> {
+        let (signal, first, signal_rx) = SignalClient::connect(base, token, &opts.join, None).await?;
+        let Resp::Join(join) = first else {
+            return Err(Error::connect(FailureReason::JoinIncomplete, "expected a join answer"));
+        };
+        let local_ip = local_ip_for(base).await;
+        let (peer_tx, peer_rx) = mpsc::channel(1024);
+        let publisher = PeerConnection::new(PeerRole::Publisher, local_ip, peer_tx.clone()).await?;
+        let subscriber = PeerConnection::new(PeerRole::Subscriber, local_ip, peer_tx).await?;
+        let mut s = Session {
+            signal,
+            signal_rx,
+            publisher,
+            subscriber,
+            peer_rx,
+            join,
+            backlog: Vec::new(),
+            subscriber_answered: false,
+        };
+        match tokio::time::timeout(opts.ice_timeout, s.negotiate_until_ready()).await {
+            Ok(Ok(())) => Ok(s),
+            Ok(Err(e)) => {
+                s.signal.close(None).await;
+                Err(e)
+            }
+            Err(_) => {
+                s.signal.close(Some(leave_request())).await;
+                Err(Error::connect(
+                    FailureReason::Rtc,
+                    format!("peer connections not up within {:?}", opts.ice_timeout),
+                ))
+            }
+        }
+    }
+
+    async fn negotiate_until_ready(&mut self) -> Result<()> {
+        let offer = self.publisher.create_offer().await?;
+        self.send_offer(offer).await?;
+        let need_subscriber = self.join.subscriber_primary;
+        let (mut pub_up, mut sub_up, mut reliable, mut lossy, mut sub_channel) =
+            (false, false, false, false, false);
+        while !(pub_up && reliable && lossy && (!need_subscriber || (sub_up && sub_channel))) {
+            tokio::select! {
+                ev = self.signal_rx.recv() => match ev {
+                    Some(SignalEvent::Message(m)) => {
+                        if let Resp::Leave(l) = *m {
+                            let reason = match FailureReason::from_disconnect_reason(l.reason) {
+                                FailureReason::None => FailureReason::JoinIncomplete,
+                                r => r,
+                            };
+                            return Err(Error::connect(reason, "the server ended the session while joining"));
+                        }
+                        if !self.negotiate(&m).await? {
+                            self.backlog.push(Backlog::Signal(*m));
+                        }
+                    }
+                    Some(SignalEvent::Closed { reason, message }) => return Err(Error::connect(reason, message)),
+                    None => return Err(Error::connect(FailureReason::SignalClose, "signal connection lost")),
+                },
+                ev = self.peer_rx.recv() => match ev {
+                    Some((role, PeerEvent::Connected)) => match role {
+                        PeerRole::Publisher => pub_up = true,
+                        PeerRole::Subscriber => sub_up = true,
+                    },
+                    Some((PeerRole::Publisher, PeerEvent::ChannelOpen(DataKind::Reliable))) => reliable = true,
+                    Some((PeerRole::Publisher, PeerEvent::ChannelOpen(DataKind::Lossy))) => lossy = true,
+                    Some((PeerRole::Subscriber, PeerEvent::ChannelOpen(DataKind::Reliable))) => sub_channel = true,
+                    Some((role, PeerEvent::Closed(why))) => {
+                        return Err(Error::connect(FailureReason::Rtc, format!("{role:?} peer connection failed: {why}")))
+                    }
+                    Some((role, ev @ PeerEvent::Data { .. })) => self.backlog.push(Backlog::Peer(role, ev)),
+                    Some(_) => {}
+                    None => return Err(Error::connect(FailureReason::Rtc, "peer connections ended")),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_offer(&self, sdp: String) -> Result<()> {
+        self.signal
+            .send(Req::Offer(proto::SessionDescription {
+                r#type: "offer".into(),
+                sdp: sdp.clone(),
+                ..Default::default()
+            }))
+            .await?;
+        self.trickle(&self.publisher, &sdp).await
+    }
+
+    async fn trickle(&self, pc: &PeerConnection, sdp: &str) -> Result<()> {
+        let mid = sdp
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=mid:"))
+            .unwrap_or("0")
+            .to_owned();
+        for init in pc.local_candidate_inits(&mid) {
+            self.signal
+                .send(Req::Trickle(proto::TrickleRequest {
+                    candidate_init: init,
+                    target: pc.role().signal_target(),
+                    ..Default::default()
+                }))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies offer/answer/trickle messages; `false` for anything else.
+    async fn negotiate(&mut self, m: &Resp) -> Result<bool> {
+        match m {
+            Resp::Answer(sd) => {
+                self.publisher.accept_answer(sd.sdp.clone()).await?;
+                Ok(true)
+            }
+            Resp::Offer(sd) => {
+                let answer = self.subscriber.accept_offer(sd.sdp.clone()).await?;
+                self.signal
+                    .send(Req::Answer(proto::SessionDescription {
+                        r#type: "answer".into(),
+                        sdp: answer.clone(),
+                        id: sd.id,
+                        ..Default::default()
+                    }))
+                    .await?;
+                if !self.subscriber_answered {
+                    self.subscriber_answered = true;
+                    self.trickle(&self.subscriber, &answer).await?;
+                }
+                Ok(true)
+            }
+            Resp::Trickle(t) => {
+                let pc = match PeerRole::from_signal_target(t.target) {
+                    PeerRole::Publisher => &self.publisher,
+                    PeerRole::Subscriber => &self.subscriber,
+                };
+                if let Err(e) = pc.add_remote_candidate(&t.candidate_init).await {
+                    log::warn!("ignoring remote candidate: {e}");
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+fn leave_request() -> Req {
+    Req::Leave(proto::LeaveRequest {
+        reason: proto::DisconnectReason::ClientInitiated as i32,
+        action: 0,
+        ..Default::default()
+    })
+}
+
+/// What the `Room` handle and the engine task share.
+struct Shared {
+    state: Mutex<RoomState>,
+    conn: Mutex<(ConnectionState, FailureReason)>,
+    link: tokio::sync::Mutex<Link>,
+    token: Mutex<String>,
+}
+
+/// The send side of the current session; replaced on every rejoin.
+struct Link {
+    signal: Option<SignalClient>,
+    publisher: Option<PeerConnection>,
+    sender: DataSender,
+}
+
+enum Command {
+    Disconnect(oneshot::Sender<()>),
+}
+
+/// A joined room. Cheap to clone; the room is left when the last clone is dropped
+/// or `disconnect` is called.
+#[derive(Clone)]
+pub struct Room {
+    shared: Arc<Shared>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("room", &self.info()).finish()
+    }
+}
+
+impl Room {
+    /// Joins the room at `url` with `token`. Cancelling this future at any point
+    /// leaves nothing behind: every task it started ends with its handles.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+    ) -> Result<(Room, mpsc::Receiver<RoomEvent>)> {
+        let base = parse_server_url(url)?;
+        let session = Session::establish(&base, token, &options).await?;
+        let state = RoomState::from_join(&session.join);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            conn: Mutex::new((ConnectionState::Connected, FailureReason::None)),
+            link: tokio::sync::Mutex::new(Link {
+                signal: Some(session.signal.clone()),
+                publisher: Some(session.publisher.clone()),
+                sender: DataSender::default(),
+            }),
+            token: Mutex::new(token.to_owned()),
+        });
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let task = EngineTask {
+            base,
+            options,
+            shared: shared.clone(),
+            events: events_tx,
+            receiver: DataReceiver::default(),
+            ice_lost: None,
+        };
+        tokio::spawn(task.run(session, cmd_rx));
+        Ok((Room { shared, cmd: cmd_tx }, events_rx))
+    }
+
+    pub fn info(&self) -> RoomInfo {
+        self.shared.state.lock().room.clone()
+    }
+
+    pub fn local_participant(&self) -> Participant {
+        self.shared.state.lock().local.clone()
+    }
+
+    pub fn remote_participants(&self) -> Vec<Participant> {
+        self.shared.state.lock().remotes.values().cloned().collect()
+    }
+
+    pub fn remote_participant(&self, identity: &str) -> Option<Participant> {
+        self.shared.state.lock().remotes.get(identity).cloned()
+    }
+
+    pub fn active_speakers(&self) -> Vec<String> {
+        self.shared.state.lock().active_speakers()
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.conn.lock().0
+    }
+
+    pub fn failure_reason(&self) -> FailureReason {
+        self.shared.conn.lock().1
+    }
+
+    /// The current token (the server refreshes it while connected).
+    pub fn token(&self) -> String {
+        self.shared.token.lock().clone()
+    }
+
+    /// Sends a user packet; resolves once the data channel has taken it. Oversized
+    /// packets are refused before anything is sent.
+    pub async fn publish_data(&self, data: UserData, kind: DataKind) -> Result<()> {
+        let accepted = {
+            let mut link = self.shared.link.lock().await;
+            let Some(publisher) = link.publisher.clone() else {
+                return Err(Error::NotConnected);
+            };
+            let identity = self.shared.state.lock().local.identity.clone();
+            let bytes = link
+                .sender
+                .encode(&identity, data, kind, publisher.max_message_size())?;
+            // Queued under the lock so that sequence order is wire order.
+            publisher.enqueue(kind, bytes).await?
+        };
+        accepted
+            .await
+            .map_err(|_| Error::Rtc("peer connection closed".into()))?
+    }
+
+    /// Asks the server to change our metadata, name or attributes (needs the
+    /// `canUpdateOwnMetadata` grant); the change arrives as room events.
+    pub async fn update_local_participant(
+        &self,
+        metadata: Option<String>,
+        name: Option<String>,
+        attributes: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<()> {
+        let local = self.local_participant();
+        let req = proto::UpdateParticipantMetadata {
+            metadata: metadata.unwrap_or(local.metadata),
+            name: name.unwrap_or(local.name),
+            attributes: attributes.unwrap_or_default(),
+            ..Default::default()
+        };
+        let signal = self.shared.link.lock().await.signal.clone();
+        match signal {
+            Some(s) => s.send(Req::UpdateMetadata(req)).await,
+            None => Err(Error::NotConnected),
+        }
+    }
+
+    /// Leaves the room: sends a leave, closes sockets and ends every task.
+    /// Bounded in time; calling it again is harmless.
+    pub async fn disconnect(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Disconnect(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+        }
+    }
+}
+
+struct EngineTask {
+    base: Url,
+    options: RoomOptions,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<RoomEvent>,
+    receiver: DataReceiver,
+    ice_lost: Option<Instant>,
+}
+
+/// Why the running session ended.
+enum Ended {
+    /// We leave on our own (a `disconnect` call, or every handle dropped).
+    Local(Option<oneshot::Sender<()>>),
+    /// The server or the network ended it.
+    Lost(FailureReason, String, LeaveAction),
+}
+
+impl EngineTask {
+    async fn emit(&self, ev: RoomEvent) {
+        let _ = self.events.send(ev).await;
+    }
+
+    async fn set_state(&self, state: ConnectionState, reason: FailureReason) {
+        let changed = {
+            let mut c = self.shared.conn.lock();
+            let changed = c.0 != state;
+            *c = (state, reason);
+            changed
+        };
+        if changed {
+            self.emit(RoomEvent::ConnectionStateChanged(state)).await;
+        }
+    }
+
+    async fn run(mut self, mut session: Session, mut cmd: mpsc::Receiver<Command>) {
+        self.emit(RoomEvent::ConnectionStateChanged(ConnectionState::Connected)).await;
+        loop {
+            let ended = self.drive(&mut session, &mut cmd).await;
+            match ended {
+                Ended::Local(reply) => {
+                    self.teardown(Some(session)).await;
+                    self.set_state(ConnectionState::Disconnected, FailureReason::None).await;
+                    self.emit(RoomEvent::Disconnected { reason: FailureReason::None }).await;
+                    if let Some(r) = reply {
+                        let _ = r.send(());
+                    }
+                    return;
+                }
+                Ended::Lost(reason, message, action) => {
+                    log::info!("session lost ({reason}): {message}");
+                    let retry = action != LeaveAction::Disconnect && reason.is_retryable();
+                    self.teardown(Some(session)).await;
+                    if !retry {
+                        self.set_state(ConnectionState::Disconnected, reason).await;
+                        self.emit(RoomEvent::Disconnected { reason }).await;
+                        return;
+                    }
+                    match self.rejoin(&mut cmd).await {
+                        Ok(s) => session = s,
+                        Err(Ended::Local(reply)) => {
+                            self.set_state(ConnectionState::Disconnected, FailureReason::None).await;
+                            self.emit(RoomEvent::Disconnected { reason: FailureReason::None }).await;
+                            if let Some(r) = reply {
+                                let _ = r.send(());
+                            }
+                            return;
+                        }
+                        Err(Ended::Lost(reason, message, _)) => {
+                            log::warn!("giving up on the room ({reason}): {message}");
+                            self.set_state(ConnectionState::Failed, reason).await;
+                            self.emit(RoomEvent::Disconnected { reason }).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the session: a leave if we still can, then every socket and task.
+    async fn teardown(&mut self, session: Option<Session>) {
+        {
+            let mut link = self.shared.link.lock().await;
+            link.signal = None;
+            link.publisher = None;
+        }
+        if let Some(s) = session {
+            s.signal.close(Some(leave_request())).await;
+        }
+        self.ice_lost = None;
+    }
+
+    async fn rejoin(&mut self, cmd: &mut mpsc::Receiver<Command>) -> std::result::Result<Session, Ended> {
+        let reason = self.shared.conn.lock().1;
+        self.set_state(ConnectionState::Reconnecting, reason).await;
+        self.emit(RoomEvent::Reconnecting).await;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let Some(delay) = self.options.retry.next(attempt, started.elapsed()) else {
+                return Err(Ended::Lost(
+                    FailureReason::MaxRetries,
+                    format!("{attempt} reconnection attempts failed"),
+                    LeaveAction::Disconnect,
+                ));
+            };
+            attempt += 1;
+            tokio::select! {
+                c = cmd.recv() => return Err(Ended::Local(c.map(|Command::Disconnect(r)| r))),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            let token = self.shared.token.lock().clone();
+            let result = tokio::select! {
+                c = cmd.recv() => return Err(Ended::Local(c.map(|Command::Disconnect(r)| r))),
+                r = Session::establish(&self.base, &token, &self.options) => r,
+            };
+            match result {
+                Ok(session) => {
+                    let events = self.shared.state.lock().resync(&session.join);
+                    {
+                        let mut link = self.shared.link.lock().await;
+                        link.signal = Some(session.signal.clone());
+                        link.publisher = Some(session.publisher.clone());
+                    }
+                    self.set_state(ConnectionState::Connected, FailureReason::None).await;
+                    for ev in events {
+                        self.emit(ev).await;
+                    }
+                    self.emit(RoomEvent::Reconnected).await;
+                    return Ok(session);
+                }
+                Err(e) => {
+                    let reason = e.failure_reason();
+                    log::info!("reconnection attempt {attempt} failed: {e}");
+                    if !reason.is_retryable() {
+                        return Err(Ended::Lost(reason, e.to_string(), LeaveAction::Disconnect));
+                    }
+                    self.shared.conn.lock().1 = reason;
+                }
+            }
+        }
+    }
+
+    async fn drive(&mut self, s: &mut Session, cmd: &mut mpsc::Receiver<Command>) -> Ended {
+        for item in std::mem::take(&mut s.backlog) {
+            let r = match item {
+                Backlog::Signal(m) => self.on_signal(s, m).await,
+                Backlog::Peer(role, ev) => self.on_peer(role, ev).await,
+            };
+            if let Err(e) = r {
+                return e;
+            }
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let r = tokio::select! {
+                c = cmd.recv() => return Ended::Local(c.map(|Command::Disconnect(r)| r)),
+                ev = s.signal_rx.recv() => match ev {
+                    Some(SignalEvent::Message(m)) => self.on_signal(s, *m).await,
+                    Some(SignalEvent::Closed { reason, message }) => Err(Ended::Lost(reason, message, LeaveAction::Reconnect)),
+                    None => Err(Ended::Lost(FailureReason::SignalClose, "signal task ended".into(), LeaveAction::Reconnect)),
+                },
+                ev = s.peer_rx.recv() => match ev {
+                    Some((role, ev)) => self.on_peer(role, ev).await,
+                    None => Err(Ended::Lost(FailureReason::Rtc, "peer connections ended".into(), LeaveAction::Reconnect)),
+                },
+                _ = tick.tick() => match self.ice_lost {
+                    Some(t) if t.elapsed() > ICE_LOST_TIMEOUT => Err(Ended::Lost(FailureReason::Rtc, "ICE connection lost".into(), LeaveAction::Reconnect)),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = r {
+                return e;
+            }
+        }
+    }
+
+    async fn on_signal(&mut self, s: &mut Session, m: Resp) -> std::result::Result<(), Ended> {
+        match s.negotiate(&m).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                return Err(Ended::Lost(FailureReason::Rtc, e.to_string(), LeaveAction::Reconnect))
+            }
+        }
+        let events = match m {
+            Resp::Update(u) => self.shared.state.lock().on_participant_update(&u.participants),
+            Resp::RoomUpdate(u) => match u.room {
+                Some(room) => self.shared.state.lock().on_room_update(&room),
+                None => vec![],
+            },
+            Resp::SpeakersChanged(sp) => self.shared.state.lock().on_speakers_changed(&sp.speakers),
+            Resp::ConnectionQuality(q) => self.shared.state.lock().on_connection_quality(&q.updates),
+            Resp::RefreshToken(token) => {
+                *self.shared.token.lock() = token.clone();
+                vec![RoomEvent::TokenRefreshed(token)]
+            }
+            Resp::Leave(l) => {
+                let action = LeaveAction::from_request(l.action, l.can_reconnect);
+                let reason = FailureReason::from_disconnect_reason(l.reason);
+                let reason = match (reason, action) {
+                    (FailureReason::None, LeaveAction::Disconnect) => FailureReason::Other,
+                    (FailureReason::None, _) => FailureReason::SignalClose,
+                    (r, _) => r,
+                };
+                return Err(Ended::Lost(reason, format!("the server asked us to leave ({reason})"), action));
+            }
+            other => {
+                log::trace!("unhandled signal message: {other:?}");
+                vec![]
+            }
+        };
+        for ev in events {
+            self.emit(ev).await;
+        }
+        Ok(())
+    }
+
+    async fn on_peer(&mut self, role: PeerRole, ev: PeerEvent) -> std::result::Result<(), Ended> {
+        match ev {
+            PeerEvent::Data { kind, bytes } => {
+                match self.receiver.decode(&bytes, kind == DataKind::Lossy, Instant::now()) {
+                    Ok(Incoming::User(d)) => self.emit(RoomEvent::DataReceived(d)).await,
+                    Ok(Incoming::Other(p)) => self.emit(RoomEvent::DataPacket(p)).await,
+                    Ok(Incoming::Duplicate) => {}
+                    Err(e) => log::warn!("dropping data packet: {e}"),
+                }
+            }
+            PeerEvent::IceState(state) => {
+                use str0m::IceConnectionState as S;
+                match state {
+                    S::Disconnected => {
+                        self.ice_lost.get_or_insert_with(Instant::now);
+                    }
+                    S::Connected | S::Completed => self.ice_lost = None,
+                    _ => {}
+                }
+            }
+            PeerEvent::Closed(why) => {
+                return Err(Ended::Lost(
+                    FailureReason::Rtc,
+                    format!("{role:?} peer connection closed: {why}"),
+                    LeaveAction::Reconnect,
+                ))
+            }
+            PeerEvent::Connected | PeerEvent::ChannelOpen(_) => {}
+        }
+        Ok(())
+    }
+}

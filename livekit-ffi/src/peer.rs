@@ -1,0 +1,510 @@
+//! One WebRTC peer connection: a str0m `Rtc` driven by a tokio task that owns its
+//! UDP socket and timer.
+//!
+//! str0m is sans-IO, so this task is the whole run loop: it applies one mutation
+//! (a command, a datagram or a timeout), drains `poll_output` to the next timeout,
+//! and repeats. Everything else talks to it through `PeerConnection`, a cheap
+//! handle that sends commands and awaits their answers.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::data::{sdp_max_message_size, DataKind, MAX_MESSAGE_SIZE};
+use crate::error::{Error, Result};
+
+/// Which of the two peer connections of a session this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerRole {
+    Publisher,
+    Subscriber,
+}
+
+impl PeerRole {
+    /// `SignalTarget` value of trickle messages.
+    pub fn signal_target(self) -> i32 {
+        match self {
+            PeerRole::Publisher => 0,
+            PeerRole::Subscriber => 1,
+        }
+    }
+
+    pub fn from_signal_target(t: i32) -> Self {
+        if t == 1 {
+            PeerRole::Subscriber
+        } else {
+            PeerRole::Publisher
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// ICE and DTLS are up.
+    Connected,
+    /// ICE connectivity changed; `Disconnected` may recover on its own.
+    IceState(IceConnectionState),
+    ChannelOpen(DataKind),
+    Data { kind: DataKind, bytes: Vec<u8> },
+    /// The peer connection is gone for good.
+    Closed(String),
+}
+
+enum Command {
+    CreateOffer(oneshot::Sender<Result<String>>),
+    AcceptAnswer(String, oneshot::Sender<Result<()>>),
+    AcceptOffer(String, oneshot::Sender<Result<String>>),
+    AddRemoteCandidate(Candidate),
+    Send(DataKind, Vec<u8>, oneshot::Sender<Result<()>>),
+}
+
+/// Handle to a running peer connection task. The task ends when every handle is gone.
+#[derive(Clone)]
+pub struct PeerConnection {
+    role: PeerRole,
+    tx: mpsc::Sender<Command>,
+    local_candidates: Arc<Vec<Candidate>>,
+    max_message_size: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for PeerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConnection").field("role", &self.role).finish()
+    }
+}
+
+/// The local address the OS would use to reach `remote`: that is our host candidate.
+/// No packet is sent; connecting a UDP socket only picks a route.
+pub fn route_ip(remote: IpAddr) -> IpAddr {
+    let any: SocketAddr = if remote.is_ipv6() {
+        "[::]:0".parse().expect("literal")
+    } else {
+        "0.0.0.0:0".parse().expect("literal")
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| s.connect(SocketAddr::new(remote, 9)).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(if remote.is_loopback() {
+            remote
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        })
+}
+
+impl PeerConnection {
+    /// Binds a UDP socket on `local_ip` and starts the peer's task; its events go to
+    /// `events`, tagged with `role`.
+    pub async fn new(
+        role: PeerRole,
+        local_ip: IpAddr,
+        events: mpsc::Sender<(PeerRole, PeerEvent)>,
+    ) -> Result<Self> {
+        let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))
+            .await
+            .map_err(|e| Error::Rtc(format!("cannot bind a UDP socket on {local_ip}: {e}")))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| Error::Rtc(format!("socket has no address: {e}")))?;
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .set_stats_interval(None)
+            .set_sctp_max_message_size(MAX_MESSAGE_SIZE as u32)
+            .set_sctp_max_buffered_amount(1024 * 1024)
+            .build(Instant::now());
+        let candidate = Candidate::host(local, "udp")
+            .map_err(|e| Error::Rtc(format!("bad host candidate {local}: {e}")))?;
+        let added = rtc.add_local_candidate(candidate).cloned();
+        let local_candidates = Arc::new(added.into_iter().collect::<Vec<_>>());
+        let (tx, rx) = mpsc::channel(256);
+        let max_message_size = Arc::new(AtomicUsize::new(MAX_MESSAGE_SIZE));
+        let driver = Driver {
+            role,
+            rtc,
+            socket,
+            local,
+            events,
+            pending_offer: None,
+            channels: HashMap::new(),
+            open: HashMap::new(),
+            queue: VecDeque::new(),
+            remote_described: false,
+            early_candidates: Vec::new(),
+            max_message_size: max_message_size.clone(),
+        };
+        tokio::spawn(driver.run(rx));
+        Ok(Self {
+            role,
+            tx,
+            local_candidates,
+            max_message_size,
+        })
+    }
+
+    pub fn role(&self) -> PeerRole {
+        self.role
+    }
+
+    /// Our candidates as the JSON `candidate_init` of a trickle message.
+    pub fn local_candidate_inits(&self, sdp_mid: &str) -> Vec<String> {
+        self.local_candidates
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "candidate": c.to_sdp_string(),
+                    "sdpMid": sdp_mid,
+                    "sdpMLineIndex": 0,
+                })
+                .to_string()
+            })
+            .collect()
+    }
+
+    /// The largest message the remote accepts on a data channel.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size.load(Ordering::Relaxed)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::Rtc("peer connection closed".into()))?;
+        rx.await
+            .map_err(|_| Error::Rtc("peer connection closed".into()))?
+    }
+
+    /// Offer with our `_reliable` and `_lossy` data channels (publisher only).
+    pub async fn create_offer(&self) -> Result<String> {
+        self.call(Command::CreateOffer).await
+    }
+
+    pub async fn accept_answer(&self, sdp: String) -> Result<()> {
+        self.call(|r| Command::AcceptAnswer(sdp, r)).await
+    }
+
+    pub async fn accept_offer(&self, sdp: String) -> Result<String> {
+        self.call(|r| Command::AcceptOffer(sdp, r)).await
+    }
+
+    /// Adds a remote candidate from a trickle `candidate_init` JSON.
+    /// Candidates we cannot use (TCP, end-of-candidates) are skipped.
+    pub async fn add_remote_candidate(&self, candidate_init: &str) -> Result<()> {
+        let Some(c) = parse_candidate_init(candidate_init)? else {
+            return Ok(());
+        };
+        self.tx
+            .send(Command::AddRemoteCandidate(c))
+            .await
+            .map_err(|_| Error::Rtc("peer connection closed".into()))
+    }
+
+    /// Writes one message on a data channel; resolves once SCTP has taken it.
+    pub async fn send(&self, kind: DataKind, bytes: Vec<u8>) -> Result<()> {
+        self.call(|r| Command::Send(kind, bytes, r)).await
+    }
+
+    /// Queues one message in order and returns at once; the receiver resolves once
+    /// SCTP has taken it.
+    pub async fn enqueue(
+        &self,
+        kind: DataKind,
+        bytes: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Result<()>>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Send(kind, bytes, reply))
+            .await
+            .map_err(|_| Error::Rtc("peer connection closed".into()))?;
+        Ok(rx)
+    }
+}
+
+/// Parses a trickle `candidate_init` into a UDP candidate; `None` for candidates we skip.
+pub fn parse_candidate_init(init: &str) -> Result<Option<Candidate>> {
+    let v: serde_json::Value = serde_json::from_str(init)
+        .map_err(|e| Error::Rtc(format!("bad candidate JSON: {e}")))?;
+    let s = v.get("candidate").and_then(|c| c.as_str()).unwrap_or("").trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let line = s.strip_prefix("a=").unwrap_or(s);
+    let c = Candidate::from_sdp_string(line)
+        .map_err(|e| Error::Rtc(format!("bad candidate {line:?}: {e}")))?;
+    if c.proto() != Protocol::Udp {
+        return Ok(None);
+    }
+    Ok(Some(c))
+}
+
+struct Driver {
+    role: PeerRole,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    events: mpsc::Sender<(PeerRole, PeerEvent)>,
+    pending_offer: Option<SdpPendingOffer>,
+    channels: HashMap<ChannelId, DataKind>,
+    open: HashMap<DataKind, ChannelId>,
+    /// Messages waiting for room in the SCTP send buffer, oldest first.
+    queue: VecDeque<(DataKind, Vec<u8>, oneshot::Sender<Result<()>>)>,
+    remote_described: bool,
+    early_candidates: Vec<Candidate>,
+    max_message_size: Arc<AtomicUsize>,
+}
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let timeout = match self.drain().await {
+                Some(t) => t,
+                None => break,
+            };
+            // One early remote candidate per round keeps "mutate, then drain".
+            if self.remote_described {
+                if let Some(c) = self.early_candidates.pop() {
+                    self.rtc.add_remote_candidate(c);
+                    continue;
+                }
+            }
+            self.flush_queue().await;
+            if !self.rtc.is_alive() {
+                self.emit(PeerEvent::Closed("peer connection closed".into())).await;
+                break;
+            }
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout));
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, source)) => {
+                        if let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
+                            if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
+                                log::debug!("{:?}: dropped datagram: {e}", self.role);
+                            }
+                        }
+                    }
+                    Err(e) => log::debug!("{:?}: recv error: {e}", self.role),
+                },
+                _ = sleep => {
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                        self.emit(PeerEvent::Closed(format!("timeout handling failed: {e}"))).await;
+                        break;
+                    }
+                }
+            }
+        }
+        self.rtc.disconnect();
+        for (_, _, reply) in self.queue.drain(..) {
+            let _ = reply.send(Err(Error::Rtc("peer connection closed".into())));
+        }
+    }
+
+    async fn emit(&self, ev: PeerEvent) {
+        let _ = self.events.send((self.role, ev)).await;
+    }
+
+    /// Drains outputs to the next timeout; `None` when the `Rtc` failed.
+    async fn drain(&mut self) -> Option<Instant> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Some(t),
+                Ok(Output::Transmit(t)) => {
+                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
+                        log::debug!("{:?}: send to {} failed: {e}", self.role, t.destination);
+                    }
+                }
+                Ok(Output::Event(e)) => self.event(e).await,
+                Err(e) => {
+                    self.emit(PeerEvent::Closed(format!("peer connection failed: {e}")))
+                        .await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn event(&mut self, e: Event) {
+        match e {
+            Event::Connected => self.emit(PeerEvent::Connected).await,
+            Event::IceConnectionStateChange(s) => self.emit(PeerEvent::IceState(s)).await,
+            Event::ChannelOpen(id, label) => {
+                let kind = if label == DataKind::Lossy.label() {
+                    DataKind::Lossy
+                } else {
+                    DataKind::Reliable
+                };
+                self.channels.insert(id, kind);
+                // Prefer our own channels for sending; the server's are receive-only for us.
+                self.open.entry(kind).or_insert(id);
+                self.emit(PeerEvent::ChannelOpen(kind)).await;
+            }
+            Event::ChannelData(d) => {
+                let kind = self.channels.get(&d.id).copied().unwrap_or(DataKind::Reliable);
+                self.emit(PeerEvent::Data { kind, bytes: d.data }).await;
+            }
+            Event::ChannelClose(id) => {
+                if let Some(kind) = self.channels.remove(&id) {
+                    if self.open.get(&kind) == Some(&id) {
+                        self.open.remove(&kind);
+                    }
+                }
+            }
+            Event::Closed => self.emit(PeerEvent::Closed("remote closed".into())).await,
+            _ => {}
+        }
+    }
+
+    /// Moves queued messages into SCTP while it has room; one write per drain.
+    async fn flush_queue(&mut self) {
+        while let Some((kind, bytes, _)) = self.queue.front() {
+            let Some(id) = self.open.get(kind).copied() else {
+                break;
+            };
+            let Some(mut ch) = self.rtc.channel(id) else {
+                break;
+            };
+            match ch.write(true, bytes) {
+                Ok(true) => {
+                    if let Some((_, _, reply)) = self.queue.pop_front() {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    if let Some((_, _, reply)) = self.queue.pop_front() {
+                        let _ = reply.send(Err(Error::Rtc(format!("data channel write failed: {e}"))));
+                    }
+                }
+            }
+            if self.drain().await.is_none() {
+                break;
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::CreateOffer(reply) => {
+                let mut api = self.rtc.sdp_api();
+                if self.open.is_empty() && self.channels.is_empty() {
+                    api.add_channel_with_config(ChannelConfig {
+                        label: DataKind::Reliable.label().into(),
+                        ordered: true,
+                        reliability: Reliability::Reliable,
+                        negotiated: None,
+                        protocol: String::new(),
+                    });
+                    api.add_channel_with_config(ChannelConfig {
+                        label: DataKind::Lossy.label().into(),
+                        ordered: false,
+                        reliability: Reliability::MaxRetransmits { retransmits: 0 },
+                        negotiated: None,
+                        protocol: String::new(),
+                    });
+                }
+                let result = match api.apply() {
+                    Some((offer, pending)) => {
+                        self.pending_offer = Some(pending);
+                        Ok(offer.to_sdp_string())
+                    }
+                    None => Err(Error::Rtc("nothing to offer".into())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::AcceptAnswer(sdp, reply) => {
+                let result = (|| {
+                    let pending = self
+                        .pending_offer
+                        .take()
+                        .ok_or_else(|| Error::Rtc("answer without a pending offer".into()))?;
+                    let answer = SdpAnswer::from_sdp_string(&sdp)
+                        .map_err(|e| Error::Rtc(format!("bad answer SDP: {e}")))?;
+                    self.rtc
+                        .sdp_api()
+                        .accept_answer(pending, answer)
+                        .map_err(|e| Error::Rtc(format!("answer refused: {e}")))?;
+                    self.max_message_size
+                        .store(sdp_max_message_size(&sdp), Ordering::Relaxed);
+                    Ok(())
+                })();
+                if result.is_ok() {
+                    self.remote_described();
+                }
+                let _ = reply.send(result);
+            }
+            Command::AcceptOffer(sdp, reply) => {
+                let result = (|| {
+                    let offer = SdpOffer::from_sdp_string(&sdp)
+                        .map_err(|e| Error::Rtc(format!("bad offer SDP: {e}")))?;
+                    let answer = self
+                        .rtc
+                        .sdp_api()
+                        .accept_offer(offer)
+                        .map_err(|e| Error::Rtc(format!("offer refused: {e}")))?;
+                    self.max_message_size
+                        .store(sdp_max_message_size(&sdp), Ordering::Relaxed);
+                    Ok(answer.to_sdp_string())
+                })();
+                if result.is_ok() {
+                    self.remote_described();
+                }
+                let _ = reply.send(result);
+            }
+            Command::AddRemoteCandidate(c) => {
+                if self.remote_described {
+                    self.rtc.add_remote_candidate(c);
+                } else {
+                    self.early_candidates.push(c);
+                }
+            }
+            Command::Send(kind, bytes, reply) => {
+                if !self.open.contains_key(&kind) {
+                    let _ = reply.send(Err(crate::error::DataError::ChannelNotOpen(kind.label()).into()));
+                    return;
+                }
+                self.queue.push_back((kind, bytes, reply));
+            }
+        }
+    }
+
+    /// Remote candidates that came before the description are added by the run loop
+    /// from now on, one per round.
+    fn remote_described(&mut self) {
+        self.remote_described = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trickle_candidates_parse_and_tcp_is_skipped() {
+        let udp = r#"{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host","sdpMid":"0","sdpMLineIndex":0}"#;
+        let c = parse_candidate_init(udp).unwrap().unwrap();
+        assert_eq!(c.addr(), "127.0.0.1:7882".parse().unwrap());
+        let tcp = r#"{"candidate":"candidate:2 1 tcp 1671430143 127.0.0.1 7881 typ host tcptype passive","sdpMid":"0"}"#;
+        assert!(parse_candidate_init(tcp).unwrap().is_none());
+        assert!(parse_candidate_init(r#"{"candidate":""}"#).unwrap().is_none());
+        assert!(parse_candidate_init("nope").is_err());
+    }
+
+    #[test]
+    fn loopback_routes_to_loopback() {
+        assert!(route_ip("127.0.0.1".parse().unwrap()).is_loopback());
+    }
+}

@@ -1,0 +1,413 @@
+//! Room state: who is in the room and what changed, derived from signal messages.
+//!
+//! Sans-IO: `RoomState` takes the server's `JoinResponse`, `ParticipantUpdate`,
+//! `RoomUpdate`, speaker and quality updates and returns the `RoomEvent`s a user
+//! sees. The engine owns one and feeds it; the public `Room` reads snapshots.
+
+use std::collections::HashMap;
+
+use livekit_protocol as proto;
+
+use crate::data::ReceivedData;
+use crate::state::{ConnectionState, FailureReason};
+
+/// A participant as the room knows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Participant {
+    pub sid: String,
+    pub identity: String,
+    pub name: String,
+    pub metadata: String,
+    pub attributes: HashMap<String, String>,
+    /// `ParticipantInfo.Kind` (standard, ingress, egress, sip, agent...).
+    pub kind: i32,
+    pub joined_at: i64,
+    version: u32,
+}
+
+impl Participant {
+    pub fn from_info(info: &proto::ParticipantInfo) -> Self {
+        Self {
+            sid: info.sid.clone(),
+            identity: info.identity.clone(),
+            name: info.name.clone(),
+            metadata: info.metadata.clone(),
+            attributes: info.attributes.clone(),
+            kind: info.kind,
+            joined_at: info.joined_at,
+            version: info.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub sid: String,
+    pub name: String,
+    pub metadata: String,
+    pub num_participants: u32,
+}
+
+/// Everything a room reports to its user, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent {
+    ParticipantConnected(Participant),
+    ParticipantDisconnected {
+        participant: Participant,
+        /// The server's `DisconnectReason` for this participant.
+        reason: i32,
+    },
+    ParticipantMetadataChanged {
+        identity: String,
+        old: String,
+        new: String,
+    },
+    ParticipantNameChanged {
+        identity: String,
+        old: String,
+        new: String,
+    },
+    ParticipantAttributesChanged {
+        identity: String,
+        /// Changed or added keys with their new value; removed keys map to "".
+        changed: HashMap<String, String>,
+    },
+    RoomMetadataChanged {
+        old: String,
+        new: String,
+    },
+    ActiveSpeakersChanged {
+        identities: Vec<String>,
+    },
+    ConnectionQualityChanged {
+        identity: String,
+        quality: i32,
+    },
+    DataReceived(ReceivedData),
+    /// A data packet of another kind (RPC, streams, DTMF, transcription...).
+    DataPacket(Box<proto::DataPacket>),
+    ConnectionStateChanged(ConnectionState),
+    Reconnecting,
+    Reconnected,
+    TokenRefreshed(String),
+    /// The room is gone; `reason` is `None` when we left on our own.
+    Disconnected {
+        reason: FailureReason,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RoomState {
+    pub room: RoomInfo,
+    pub local: Participant,
+    /// Remote participants by identity.
+    pub remotes: HashMap<String, Participant>,
+    speakers: Vec<(String, f32)>,
+}
+
+impl RoomState {
+    pub fn from_join(join: &proto::JoinResponse) -> Self {
+        let mut s = Self::default();
+        if let Some(room) = &join.room {
+            s.room = room_info(room);
+        }
+        if let Some(p) = &join.participant {
+            s.local = Participant::from_info(p);
+        }
+        for p in &join.other_participants {
+            s.remotes.insert(p.identity.clone(), Participant::from_info(p));
+        }
+        s
+    }
+
+    /// After a full rejoin: reconcile with the new join answer and report the difference.
+    pub fn resync(&mut self, join: &proto::JoinResponse) -> Vec<RoomEvent> {
+        let fresh = Self::from_join(join);
+        let mut events = Vec::new();
+        for (identity, p) in &self.remotes {
+            if !fresh.remotes.contains_key(identity) {
+                events.push(RoomEvent::ParticipantDisconnected {
+                    participant: p.clone(),
+                    reason: 0,
+                });
+            }
+        }
+        for (identity, p) in &fresh.remotes {
+            match self.remotes.get(identity) {
+                None => events.push(RoomEvent::ParticipantConnected(p.clone())),
+                Some(old) => events.extend(changes(old, p)),
+            }
+        }
+        events.extend(changes(&self.local, &fresh.local));
+        if self.room.metadata != fresh.room.metadata {
+            events.push(RoomEvent::RoomMetadataChanged {
+                old: self.room.metadata.clone(),
+                new: fresh.room.metadata.clone(),
+            });
+        }
+        *self = fresh;
+        events
+    }
+
+    pub fn on_participant_update(&mut self, infos: &[proto::ParticipantInfo]) -> Vec<RoomEvent> {
+        let mut events = Vec::new();
+        for info in infos {
+            if info.sid == self.local.sid || info.identity == self.local.identity {
+                if info.sid != self.local.sid {
+                    // An update about another session of our identity (e.g. the one that
+                    // replaced us); not ours to apply.
+                    continue;
+                }
+                let new = Participant::from_info(info);
+                if new.version < self.local.version {
+                    continue;
+                }
+                events.extend(changes(&self.local, &new));
+                self.local = new;
+                continue;
+            }
+            let disconnected = info.state == proto::participant_info::State::Disconnected as i32;
+            match self.remotes.get(&info.identity) {
+                Some(old) if old.sid == info.sid && info.version < old.version => {}
+                Some(old) if disconnected => {
+                    if old.sid == info.sid || info.sid.is_empty() {
+                        if let Some(p) = self.remotes.remove(&info.identity) {
+                            events.push(RoomEvent::ParticipantDisconnected {
+                                participant: p,
+                                reason: info.disconnect_reason,
+                            });
+                        }
+                    }
+                }
+                Some(old) if old.sid != info.sid => {
+                    // Same identity, new session: the old one is gone.
+                    let new = Participant::from_info(info);
+                    if let Some(p) = self.remotes.insert(info.identity.clone(), new.clone()) {
+                        events.push(RoomEvent::ParticipantDisconnected {
+                            participant: p,
+                            reason: proto::DisconnectReason::DuplicateIdentity as i32,
+                        });
+                    }
+                    events.push(RoomEvent::ParticipantConnected(new));
+                }
+                Some(old) => {
+                    let new = Participant::from_info(info);
+                    events.extend(changes(old, &new));
+                    self.remotes.insert(info.identity.clone(), new);
+                }
+                None if disconnected => {}
+                None => {
+                    let new = Participant::from_info(info);
+                    self.remotes.insert(info.identity.clone(), new.clone());
+                    events.push(RoomEvent::ParticipantConnected(new));
+                }
+            }
+        }
+        events
+    }
+
+    pub fn on_room_update(&mut self, room: &proto::Room) -> Vec<RoomEvent> {
+        let new = room_info(room);
+        let mut events = Vec::new();
+        if new.metadata != self.room.metadata {
+            events.push(RoomEvent::RoomMetadataChanged {
+                old: self.room.metadata.clone(),
+                new: new.metadata.clone(),
+            });
+        }
+        if self.room.sid.is_empty() || !new.sid.is_empty() {
+            self.room = new;
+        } else {
+            self.room.metadata = new.metadata;
+            self.room.num_participants = new.num_participants;
+        }
+        events
+    }
+
+    fn identity_of(&self, sid: &str) -> Option<String> {
+        if self.local.sid == sid {
+            return Some(self.local.identity.clone());
+        }
+        self.remotes
+            .values()
+            .find(|p| p.sid == sid)
+            .map(|p| p.identity.clone())
+    }
+
+    /// Speaker updates carry changes only; keep the active set, loudest first.
+    pub fn on_speakers_changed(&mut self, speakers: &[proto::SpeakerInfo]) -> Vec<RoomEvent> {
+        for s in speakers {
+            let Some(identity) = self.identity_of(&s.sid) else {
+                continue;
+            };
+            self.speakers.retain(|(i, _)| *i != identity);
+            if s.active {
+                self.speakers.push((identity, s.level));
+            }
+        }
+        self.speakers
+            .sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        vec![RoomEvent::ActiveSpeakersChanged {
+            identities: self.speakers.iter().map(|(i, _)| i.clone()).collect(),
+        }]
+    }
+
+    pub fn on_connection_quality(&mut self, updates: &[proto::ConnectionQualityInfo]) -> Vec<RoomEvent> {
+        updates
+            .iter()
+            .filter_map(|u| {
+                self.identity_of(&u.participant_sid)
+                    .map(|identity| RoomEvent::ConnectionQualityChanged {
+                        identity,
+                        quality: u.quality,
+                    })
+            })
+            .collect()
+    }
+
+    pub fn active_speakers(&self) -> Vec<String> {
+        self.speakers.iter().map(|(i, _)| i.clone()).collect()
+    }
+}
+
+fn room_info(room: &proto::Room) -> RoomInfo {
+    RoomInfo {
+        sid: room.sid.clone(),
+        name: room.name.clone(),
+        metadata: room.metadata.clone(),
+        num_participants: room.num_participants,
+    }
+}
+
+fn changes(old: &Participant, new: &Participant) -> Vec<RoomEvent> {
+    let mut events = Vec::new();
+    if old.metadata != new.metadata {
+        events.push(RoomEvent::ParticipantMetadataChanged {
+            identity: new.identity.clone(),
+            old: old.metadata.clone(),
+            new: new.metadata.clone(),
+        });
+    }
+    if old.name != new.name {
+        events.push(RoomEvent::ParticipantNameChanged {
+            identity: new.identity.clone(),
+            old: old.name.clone(),
+            new: new.name.clone(),
+        });
+    }
+    let mut changed: HashMap<String, String> = new
+        .attributes
+        .iter()
+        .filter(|(k, v)| old.attributes.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for k in old.attributes.keys() {
+        if !new.attributes.contains_key(k) {
+            changed.insert(k.clone(), String::new());
+        }
+    }
+    if !changed.is_empty() {
+        events.push(RoomEvent::ParticipantAttributesChanged {
+            identity: new.identity.clone(),
+            changed,
+        });
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(sid: &str, identity: &str, version: u32) -> proto::ParticipantInfo {
+        proto::ParticipantInfo {
+            sid: sid.into(),
+            identity: identity.into(),
+            version,
+            state: proto::participant_info::State::Active as i32,
+            ..Default::default()
+        }
+    }
+
+    fn joined() -> RoomState {
+        RoomState::from_join(&proto::JoinResponse {
+            room: Some(proto::Room {
+                sid: "RM_1".into(),
+                name: "r".into(),
+                ..Default::default()
+            }),
+            participant: Some(info("PA_me", "me", 1)),
+            other_participants: vec![info("PA_a", "a", 1)],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn joins_leaves_and_changes_become_events() {
+        let mut s = joined();
+        let ev = s.on_participant_update(&[info("PA_b", "b", 1)]);
+        assert!(matches!(&ev[..], [RoomEvent::ParticipantConnected(p)] if p.identity == "b"));
+
+        let mut a = info("PA_a", "a", 2);
+        a.metadata = "m".into();
+        a.name = "Alice".into();
+        a.attributes.insert("k".into(), "v".into());
+        let ev = s.on_participant_update(&[a.clone()]);
+        assert_eq!(ev.len(), 3, "{ev:?}");
+        assert!(ev.contains(&RoomEvent::ParticipantMetadataChanged {
+            identity: "a".into(),
+            old: "".into(),
+            new: "m".into()
+        }));
+
+        // An older version is ignored.
+        assert!(s.on_participant_update(&[info("PA_a", "a", 1)]).is_empty());
+
+        let mut gone = info("PA_a", "a", 3);
+        gone.state = proto::participant_info::State::Disconnected as i32;
+        let ev = s.on_participant_update(&[gone]);
+        assert!(matches!(&ev[..], [RoomEvent::ParticipantDisconnected { participant, .. }] if participant.identity == "a"));
+        assert!(!s.remotes.contains_key("a"));
+    }
+
+    #[test]
+    fn removed_attributes_are_reported_empty() {
+        let mut s = joined();
+        let mut me = info("PA_me", "me", 2);
+        me.attributes.insert("x".into(), "1".into());
+        s.on_participant_update(&[me]);
+        let ev = s.on_participant_update(&[info("PA_me", "me", 3)]);
+        let RoomEvent::ParticipantAttributesChanged { identity, changed } = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(identity, "me");
+        assert_eq!(changed.get("x").map(String::as_str), Some(""));
+    }
+
+    #[test]
+    fn resync_reports_the_difference() {
+        let mut s = joined();
+        let ev = s.resync(&proto::JoinResponse {
+            participant: Some(info("PA_me2", "me", 1)),
+            other_participants: vec![info("PA_c", "c", 1)],
+            ..Default::default()
+        });
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert!(s.remotes.contains_key("c") && !s.remotes.contains_key("a"));
+    }
+
+    #[test]
+    fn speakers_are_tracked_loudest_first() {
+        let mut s = joined();
+        let ev = s.on_speakers_changed(&[
+            proto::SpeakerInfo { sid: "PA_a".into(), level: 0.2, active: true },
+            proto::SpeakerInfo { sid: "PA_me".into(), level: 0.9, active: true },
+        ]);
+        assert_eq!(
+            ev,
+            vec![RoomEvent::ActiveSpeakersChanged { identities: vec!["me".into(), "a".into()] }]
+        );
+        s.on_speakers_changed(&[proto::SpeakerInfo { sid: "PA_me".into(), level: 0.0, active: false }]);
+        assert_eq!(s.active_speakers(), vec!["a".to_string()]);
+    }
+}

@@ -1,0 +1,491 @@
+//! The signal connection: one WebSocket to the server's `/rtc` endpoint carrying
+//! protobuf `SignalRequest` / `SignalResponse` frames.
+//!
+//! `SignalClient::connect` dials, waits for the `JoinResponse` and then hands the
+//! socket to a single task that multiplexes writes, reads and keep-alive pings.
+//! When the handshake fails, `/rtc/validate` tells why (the ESP32 SDK's mapping).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use livekit_protocol as proto;
+use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::state::FailureReason;
+
+/// Protocol version we speak: two peer connections, subscriber offers from the server.
+pub const PROTOCOL_VERSION: u32 = 16;
+/// Default bound on dialing plus the WebSocket handshake plus the join answer.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of the join request that end up in the URL query.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    pub auto_subscribe: bool,
+    pub adaptive_stream: bool,
+    pub sdk: String,
+    pub sdk_version: String,
+    pub connect_timeout: Duration,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        Self {
+            auto_subscribe: true,
+            adaptive_stream: false,
+            sdk: "rust".into(),
+            sdk_version: env!("CARGO_PKG_VERSION").into(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// Resume parameters for a reconnect that keeps the session.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub participant_sid: String,
+    pub reason: i32,
+}
+
+/// Normalises a user-given server URL to the WebSocket base (`ws`/`wss`).
+pub fn parse_server_url(url: &str) -> Result<Url> {
+    let bad = |reason: &str| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut u = Url::parse(url.trim()).map_err(|e| bad(&e.to_string()))?;
+    let scheme = match u.scheme() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        _ => return Err(bad("the scheme must be ws://, wss://, http:// or https://")),
+    };
+    u.set_scheme(scheme).map_err(|_| bad("cannot set scheme"))?;
+    if u.host_str().unwrap_or("").is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok(u)
+}
+
+/// The URL of `endpoint` (`rtc` or `rtc/validate`) with the join query.
+pub fn join_url(
+    base: &Url,
+    endpoint: &str,
+    token: &str,
+    opts: &JoinOptions,
+    resume: Option<&Resume>,
+) -> Url {
+    let mut u = base.clone();
+    let path = u.path().trim_end_matches('/').to_owned();
+    u.set_path(&format!("{path}/{endpoint}"));
+    u.set_query(None);
+    {
+        let mut q = u.query_pairs_mut();
+        q.append_pair("access_token", token)
+            .append_pair("auto_subscribe", if opts.auto_subscribe { "1" } else { "0" })
+            .append_pair("sdk", &opts.sdk)
+            .append_pair("version", &opts.sdk_version)
+            .append_pair("protocol", &PROTOCOL_VERSION.to_string())
+            .append_pair("adaptive_stream", if opts.adaptive_stream { "1" } else { "0" });
+        if let Some(r) = resume {
+            q.append_pair("reconnect", "1")
+                .append_pair("sid", &r.participant_sid)
+                .append_pair("reconnect_reason", &r.reason.to_string());
+        }
+    }
+    u
+}
+
+/// What the signal task reports.
+#[derive(Debug)]
+pub enum SignalEvent {
+    Message(Box<proto::signal_response::Message>),
+    /// The connection is gone; no more events follow.
+    Closed {
+        reason: FailureReason,
+        message: String,
+    },
+}
+
+enum Outgoing {
+    Request(proto::signal_request::Message),
+    /// Send a final request (e.g. a leave), then close the socket.
+    Close(Option<proto::signal_request::Message>),
+}
+
+/// Handle to a live signal connection. Dropping it closes the socket.
+#[derive(Debug, Clone)]
+pub struct SignalClient {
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outgoing")
+    }
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+                .unwrap_or_else(|_| {
+                    // Only reachable if the provider offered no protocol version.
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth()
+                });
+            Arc::new(cfg)
+        })
+        .clone()
+}
+
+async fn dial(url: &Url) -> std::io::Result<TcpStream> {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(80);
+    let stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+impl SignalClient {
+    /// Dials the server, joins, and returns the client, the join answer and the
+    /// stream of further server messages.
+    pub async fn connect(
+        base: &Url,
+        token: &str,
+        opts: &JoinOptions,
+        resume: Option<&Resume>,
+    ) -> Result<(SignalClient, proto::signal_response::Message, mpsc::Receiver<SignalEvent>)> {
+        let url = join_url(base, "rtc", token, opts, resume);
+        let deadline = tokio::time::Instant::now() + opts.connect_timeout;
+        let ws = match tokio::time::timeout_at(deadline, Self::handshake(&url)).await {
+            Err(_) => {
+                return Err(Error::connect(
+                    FailureReason::Unreachable,
+                    format!("no answer from {} within {:?}", base, opts.connect_timeout),
+                ))
+            }
+            Ok(Ok(ws)) => ws,
+            Ok(Err(HandshakeError::Io(e))) => {
+                return Err(Error::connect(
+                    FailureReason::Unreachable,
+                    format!("cannot reach {base}: {e}"),
+                ))
+            }
+            Ok(Err(HandshakeError::Refused(status))) => {
+                let validate = join_url(base, "rtc/validate", token, opts, resume);
+                let answer = tokio::time::timeout(Duration::from_secs(5), http_get(&validate))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok());
+                let (status, body) = match answer {
+                    Some((s, body)) => (Some(s), body),
+                    None => (status, String::new()),
+                };
+                let reason = FailureReason::from_validate_status(status);
+                let body = body.trim();
+                let message = match status {
+                    Some(s) if !body.is_empty() => format!("server refused the join ({s}): {body}"),
+                    Some(s) => format!("server refused the join ({s})"),
+                    None => "server refused the join".to_owned(),
+                };
+                return Err(Error::connect(reason, message));
+            }
+        };
+        let mut ws = ws;
+        let first = tokio::time::timeout_at(deadline, Self::first_message(&mut ws))
+            .await
+            .map_err(|_| {
+                Error::connect(FailureReason::JoinIncomplete, "the server did not answer the join")
+            })??;
+        let (tx, rx) = mpsc::channel(64);
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let ping = match &first {
+            proto::signal_response::Message::Join(j) => PingTimes::from_join(j),
+            _ => PingTimes::from_join(&Default::default()),
+        };
+        tokio::spawn(run(ws, rx, events_tx, ping));
+        Ok((SignalClient { tx }, first, events_rx))
+    }
+
+    async fn handshake(url: &Url) -> std::result::Result<WsStream, HandshakeError> {
+        let request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))?;
+        let stream = dial(url).await.map_err(HandshakeError::Io)?;
+        let connector = if url.scheme() == "wss" {
+            tokio_tungstenite::Connector::Rustls(tls_config())
+        } else {
+            tokio_tungstenite::Connector::Plain
+        };
+        match tokio_tungstenite::client_async_tls_with_config(request, stream, None, Some(connector))
+            .await
+        {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(resp)) => {
+                Err(HandshakeError::Refused(Some(resp.status().as_u16())))
+            }
+            Err(tungstenite::Error::Io(e)) => Err(HandshakeError::Io(e)),
+            Err(tungstenite::Error::Tls(e)) => {
+                Err(HandshakeError::Io(std::io::Error::other(e.to_string())))
+            }
+            Err(e) => Err(HandshakeError::Io(std::io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// The first answer to a join is either the JoinResponse (or ReconnectResponse) or
+    /// a LeaveRequest that says why we may not join.
+    async fn first_message(ws: &mut WsStream) -> Result<proto::signal_response::Message> {
+        while let Some(msg) = ws.next().await {
+            let msg = msg.map_err(|e| {
+                Error::connect(FailureReason::SignalClose, format!("signal connection lost: {e}"))
+            })?;
+            let Message::Binary(bytes) = msg else {
+                continue;
+            };
+            let resp = proto::SignalResponse::decode(bytes.as_ref())
+                .map_err(|e| Error::Signal(format!("bad signal message: {e}")))?;
+            match resp.message {
+                Some(proto::signal_response::Message::Leave(leave)) => {
+                    let reason = match FailureReason::from_disconnect_reason(leave.reason) {
+                        FailureReason::None => FailureReason::JoinIncomplete,
+                        r => r,
+                    };
+                    return Err(Error::connect(reason, "the server refused the join"));
+                }
+                Some(m @ proto::signal_response::Message::Join(_))
+                | Some(m @ proto::signal_response::Message::Reconnect(_)) => return Ok(m),
+                // Anything before the join answer is not expected; ignore it.
+                _ => continue,
+            }
+        }
+        Err(Error::connect(
+            FailureReason::SignalClose,
+            "the server closed the connection before answering the join",
+        ))
+    }
+
+    /// Queues a request; fails when the connection is gone.
+    pub async fn send(&self, msg: proto::signal_request::Message) -> Result<()> {
+        self.tx
+            .send(Outgoing::Request(msg))
+            .await
+            .map_err(|_| Error::Signal("signal connection closed".into()))
+    }
+
+    /// Sends `last` (if any) and closes the socket; returns once the task has it.
+    pub async fn close(&self, last: Option<proto::signal_request::Message>) {
+        let _ = self.tx.send(Outgoing::Close(last)).await;
+    }
+}
+
+enum HandshakeError {
+    Io(std::io::Error),
+    Refused(Option<u16>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PingTimes {
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl PingTimes {
+    fn from_join(j: &proto::JoinResponse) -> Self {
+        let interval = if j.ping_interval > 0 { j.ping_interval as u64 } else { 5 };
+        let timeout = if j.ping_timeout > 0 { j.ping_timeout as u64 } else { 15 };
+        Self {
+            interval: Duration::from_secs(interval),
+            timeout: Duration::from_secs(timeout),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The one task of a signal connection; ends when the socket or the client goes.
+async fn run(
+    mut ws: WsStream,
+    mut rx: mpsc::Receiver<Outgoing>,
+    events: mpsc::Sender<SignalEvent>,
+    ping: PingTimes,
+) {
+    let mut ticker = tokio::time::interval(ping.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut last_pong = Instant::now();
+    let mut rtt: i64 = 0;
+    let closed = |reason, message: String| SignalEvent::Closed { reason, message };
+    let end = loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(Outgoing::Request(m)) => {
+                    let bytes = proto::SignalRequest { message: Some(m) }.encode_to_vec();
+                    if let Err(e) = ws.send(Message::Binary(bytes.into())).await {
+                        break closed(FailureReason::SignalClose, format!("write failed: {e}"));
+                    }
+                }
+                Some(Outgoing::Close(last)) => {
+                    if let Some(m) = last {
+                        let bytes = proto::SignalRequest { message: Some(m) }.encode_to_vec();
+                        let _ = ws.send(Message::Binary(bytes.into())).await;
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    return;
+                }
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    return;
+                }
+            },
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Binary(bytes))) => {
+                    let resp = match proto::SignalResponse::decode(bytes.as_ref()) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            log::warn!("dropping undecodable signal message: {e}");
+                            continue;
+                        }
+                    };
+                    let Some(msg) = resp.message else { continue };
+                    match &msg {
+                        proto::signal_response::Message::PongResp(p) => {
+                            last_pong = Instant::now();
+                            rtt = now_ms().saturating_sub(p.last_ping_timestamp).max(0);
+                            continue;
+                        }
+                        proto::signal_response::Message::Pong(_) => {
+                            last_pong = Instant::now();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if events.send(SignalEvent::Message(Box::new(msg))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break closed(FailureReason::SignalClose, format!("server closed the signal connection: {frame:?}"));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break closed(FailureReason::SignalClose, format!("signal connection lost: {e}")),
+                None => break closed(FailureReason::SignalClose, "signal connection ended".into()),
+            },
+            _ = ticker.tick() => {
+                if last_pong.elapsed() > ping.timeout {
+                    break closed(FailureReason::PingTimeout, format!("no pong for {:?}", ping.timeout));
+                }
+                let req = proto::signal_request::Message::PingReq(proto::Ping { timestamp: now_ms(), rtt });
+                let bytes = proto::SignalRequest { message: Some(req) }.encode_to_vec();
+                if let Err(e) = ws.send(Message::Binary(bytes.into())).await {
+                    break closed(FailureReason::SignalClose, format!("write failed: {e}"));
+                }
+            }
+        }
+    };
+    let _ = events.send(end).await;
+}
+
+/// A minimal HTTP/1.1 GET: status code and (bounded) body. Only used for
+/// `/rtc/validate`, where pulling in a full HTTP client is not worth its size.
+async fn http_get(url: &Url) -> std::io::Result<(u16, String)> {
+    let stream = dial(url).await?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let mut target = url.path().to_owned();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    );
+    if url.scheme() == "wss" {
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(tls_config())
+            .connect(name, stream)
+            .await?;
+        exchange(tls, request).await
+    } else {
+        exchange(stream, request).await
+    }
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    request: String,
+) -> std::io::Result<(u16, String)> {
+    s.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while buf.len() < 16 * 1024 {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised_and_bad_ones_refused() {
+        assert_eq!(parse_server_url("http://h:7880").unwrap().scheme(), "ws");
+        assert_eq!(parse_server_url("https://h").unwrap().scheme(), "wss");
+        assert!(parse_server_url("ftp://h").is_err());
+        assert!(parse_server_url("not a url").is_err());
+        assert!(parse_server_url("").is_err());
+    }
+
+    #[test]
+    fn join_url_carries_the_query() {
+        let base = parse_server_url("ws://127.0.0.1:7880/").unwrap();
+        let u = join_url(&base, "rtc", "tok", &JoinOptions::default(), None);
+        assert_eq!(u.path(), "/rtc");
+        let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+        assert_eq!(q["access_token"], "tok");
+        assert_eq!(q["protocol"], "16");
+        assert_eq!(q["auto_subscribe"], "1");
+        assert!(!q.contains_key("reconnect"));
+        let r = Resume { participant_sid: "PA_x".into(), reason: 1 };
+        let u = join_url(&base, "rtc/validate", "tok", &JoinOptions::default(), Some(&r));
+        assert_eq!(u.path(), "/rtc/validate");
+        let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+        assert_eq!(q["reconnect"], "1");
+        assert_eq!(q["sid"], "PA_x");
+    }
+}
