@@ -185,8 +185,14 @@ pub struct DataReceiver {
 
 impl DataReceiver {
     #[allow(deprecated)] // older senders fill only the UserPacket's identity fields
-    pub fn decode(&mut self, bytes: &[u8], lossy_channel: bool, now: Instant) -> Result<Incoming, DataError> {
-        let packet = proto::DataPacket::decode(bytes).map_err(|e| DataError::Malformed(e.to_string()))?;
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        lossy_channel: bool,
+        now: Instant,
+    ) -> Result<Incoming, DataError> {
+        let packet =
+            proto::DataPacket::decode(bytes).map_err(|e| DataError::Malformed(e.to_string()))?;
         if packet.sequence > 0 {
             let key = if packet.participant_sid.is_empty() {
                 packet.participant_identity.clone()
@@ -283,12 +289,19 @@ mod tests {
         let mut rx = DataReceiver::default();
         let now = Instant::now();
         for expected in 1..=3u32 {
-            let b = tx.encode("alice", user(b"x", None), DataKind::Reliable, 64_000).unwrap();
+            let b = tx
+                .encode("alice", user(b"x", None), DataKind::Reliable, 64_000)
+                .unwrap();
             let p = proto::DataPacket::decode(b.as_slice()).unwrap();
             assert_eq!(p.sequence, expected);
-            assert!(matches!(rx.decode(&b, false, now).unwrap(), Incoming::User(_)));
+            assert!(matches!(
+                rx.decode(&b, false, now).unwrap(),
+                Incoming::User(_)
+            ));
         }
-        let b = tx.encode("alice", user(b"y", Some("t")), DataKind::Lossy, 64_000).unwrap();
+        let b = tx
+            .encode("alice", user(b"y", Some("t")), DataKind::Lossy, 64_000)
+            .unwrap();
         match rx.decode(&b, true, now).unwrap() {
             Incoming::User(d) => {
                 assert_eq!(d.kind, DataKind::Lossy);
@@ -305,16 +318,29 @@ mod tests {
         let mut tx = DataSender::default();
         let mut rx = DataReceiver::default();
         let now = Instant::now();
-        let b = tx.encode("alice", user(b"x", None), DataKind::Reliable, 64_000).unwrap();
-        assert!(matches!(rx.decode(&b, false, now).unwrap(), Incoming::User(_)));
+        let b = tx
+            .encode("alice", user(b"x", None), DataKind::Reliable, 64_000)
+            .unwrap();
+        assert!(matches!(
+            rx.decode(&b, false, now).unwrap(),
+            Incoming::User(_)
+        ));
         assert_eq!(rx.decode(&b, false, now).unwrap(), Incoming::Duplicate);
         // Another sender with the same sequence is not a duplicate.
         let mut tx2 = DataSender::default();
-        let b2 = tx2.encode("bob", user(b"x", None), DataKind::Reliable, 64_000).unwrap();
-        assert!(matches!(rx.decode(&b2, false, now).unwrap(), Incoming::User(_)));
+        let b2 = tx2
+            .encode("bob", user(b"x", None), DataKind::Reliable, 64_000)
+            .unwrap();
+        assert!(matches!(
+            rx.decode(&b2, false, now).unwrap(),
+            Incoming::User(_)
+        ));
         assert_eq!(rx.tracked_senders(), 2);
         let later = now + DEDUP_TTL + Duration::from_secs(1);
-        assert!(matches!(rx.decode(&b, false, later).unwrap(), Incoming::User(_)));
+        assert!(matches!(
+            rx.decode(&b, false, later).unwrap(),
+            Incoming::User(_)
+        ));
         assert_eq!(rx.tracked_senders(), 1);
     }
 
@@ -322,16 +348,34 @@ mod tests {
     fn oversized_packets_are_refused_before_sending() {
         let mut tx = DataSender::default();
         let err = tx
-            .encode("a", user(&vec![0; 70_000], None), DataKind::Reliable, 262_144)
+            .encode(
+                "a",
+                user(&vec![0; 70_000], None),
+                DataKind::Reliable,
+                262_144,
+            )
             .unwrap_err();
-        assert_eq!(err, DataError::TooLarge { size: 70_000, max: MAX_MESSAGE_SIZE });
+        assert_eq!(
+            err,
+            DataError::TooLarge {
+                size: 70_000,
+                max: MAX_MESSAGE_SIZE
+            }
+        );
         // Envelope overhead counts too.
         let err = tx
-            .encode("a", user(&vec![0; 16_000], Some("topic")), DataKind::Reliable, 16_000)
+            .encode(
+                "a",
+                user(&vec![0; 16_000], Some("topic")),
+                DataKind::Reliable,
+                16_000,
+            )
             .unwrap_err();
         assert!(matches!(err, DataError::TooLarge { max: 16_000, .. }));
         // A refused packet consumed no sequence number.
-        let b = tx.encode("a", user(b"ok", None), DataKind::Reliable, 16_000).unwrap();
+        let b = tx
+            .encode("a", user(b"ok", None), DataKind::Reliable, 16_000)
+            .unwrap();
         assert_eq!(proto::DataPacket::decode(b.as_slice()).unwrap().sequence, 1);
     }
 
@@ -339,7 +383,8 @@ mod tests {
     fn resend_buffer_is_bounded_and_acknowledged() {
         let mut tx = DataSender::new(3_000);
         for _ in 0..10 {
-            tx.encode("a", user(&[0; 1000], None), DataKind::Reliable, 64_000).unwrap();
+            tx.encode("a", user(&[0; 1000], None), DataKind::Reliable, 64_000)
+                .unwrap();
         }
         let (n, bytes) = tx.buffered();
         assert!(bytes <= 3_000 && n == 2, "{n} packets, {bytes} bytes");
@@ -351,10 +396,19 @@ mod tests {
 
     #[test]
     fn max_message_size_comes_from_sdp() {
-        assert_eq!(sdp_max_message_size("v=0\r\na=max-message-size:16384\r\n"), 16384);
-        assert_eq!(sdp_max_message_size("a=max-message-size:262144"), MAX_MESSAGE_SIZE);
+        assert_eq!(
+            sdp_max_message_size("v=0\r\na=max-message-size:16384\r\n"),
+            16384
+        );
+        assert_eq!(
+            sdp_max_message_size("a=max-message-size:262144"),
+            MAX_MESSAGE_SIZE
+        );
         assert_eq!(sdp_max_message_size("v=0"), MAX_MESSAGE_SIZE);
-        assert_eq!(sdp_max_message_size("a=max-message-size:0"), MAX_MESSAGE_SIZE);
+        assert_eq!(
+            sdp_max_message_size("a=max-message-size:0"),
+            MAX_MESSAGE_SIZE
+        );
     }
 
     #[test]

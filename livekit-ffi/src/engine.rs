@@ -29,6 +29,14 @@ use crate::state::{ConnectionState, FailureReason, LeaveAction, RetryPolicy};
 pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a lost ICE connection may stay lost before we rejoin.
 pub const ICE_LOST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A closed peer connection usually means the server is ending the session; give its
+/// `LeaveRequest` (and the real reason) this long to arrive before rejoining.
+pub const LEAVE_GRACE: Duration = Duration::from_secs(2);
+/// Data can overtake the signal update that announces its sender; hold such packets
+/// this long (at most) so that every packet is delivered with a known participant.
+pub const UNKNOWN_SENDER_HOLD: Duration = Duration::from_secs(5);
+/// Bound of the packets held for unknown senders.
+const HELD_MAX: usize = 1024;
 /// Bound of the user's event queue; a slow consumer slows the room, never grows memory.
 pub const EVENT_QUEUE: usize = 4096;
 
@@ -63,7 +71,7 @@ struct Session {
 }
 
 enum Backlog {
-    Signal(Resp),
+    Signal(Box<Resp>),
     Peer(PeerRole, PeerEvent),
 }
 
@@ -80,9 +88,13 @@ async fn local_ip_for(base: &Url) -> IpAddr {
 
 impl Session {
     async fn establish(base: &Url, token: &str, opts: &RoomOptions) -> Result<Session> {
-        let (signal, first, signal_rx) = SignalClient::connect(base, token, &opts.join, None).await?;
+        let (signal, first, signal_rx) =
+            SignalClient::connect(base, token, &opts.join, None).await?;
         let Resp::Join(join) = first else {
-            return Err(Error::connect(FailureReason::JoinIncomplete, "expected a join answer"));
+            return Err(Error::connect(
+                FailureReason::JoinIncomplete,
+                "expected a join answer",
+            ));
         };
         let local_ip = local_ip_for(base).await;
         let (peer_tx, peer_rx) = mpsc::channel(1024);
@@ -132,7 +144,7 @@ impl Session {
                             return Err(Error::connect(reason, "the server ended the session while joining"));
                         }
                         if !self.negotiate(&m).await? {
-                            self.backlog.push(Backlog::Signal(*m));
+                            self.backlog.push(Backlog::Signal(m));
                         }
                     }
                     Some(SignalEvent::Closed { reason, message }) => return Err(Error::connect(reason, message)),
@@ -295,10 +307,17 @@ impl Room {
             shared: shared.clone(),
             events: events_tx,
             receiver: DataReceiver::default(),
-            ice_lost: None,
+            pending_loss: None,
+            held: Default::default(),
         };
         tokio::spawn(task.run(session, cmd_rx));
-        Ok((Room { shared, cmd: cmd_tx }, events_rx))
+        Ok((
+            Room {
+                shared,
+                cmd: cmd_tx,
+            },
+            events_rx,
+        ))
     }
 
     pub fn info(&self) -> RoomInfo {
@@ -392,7 +411,16 @@ struct EngineTask {
     shared: Arc<Shared>,
     events: mpsc::Sender<RoomEvent>,
     receiver: DataReceiver,
-    ice_lost: Option<Instant>,
+    /// A loss we wait on before acting: when, why, and whether ICE may still recover.
+    pending_loss: Option<PendingLoss>,
+    /// Packets whose sender is not announced yet, oldest first.
+    held: std::collections::VecDeque<(tokio::time::Instant, crate::data::ReceivedData)>,
+}
+
+struct PendingLoss {
+    at: tokio::time::Instant,
+    message: String,
+    ice: bool,
 }
 
 /// Why the running session ended.
@@ -421,14 +449,21 @@ impl EngineTask {
     }
 
     async fn run(mut self, mut session: Session, mut cmd: mpsc::Receiver<Command>) {
-        self.emit(RoomEvent::ConnectionStateChanged(ConnectionState::Connected)).await;
+        self.emit(RoomEvent::ConnectionStateChanged(
+            ConnectionState::Connected,
+        ))
+        .await;
         loop {
             let ended = self.drive(&mut session, &mut cmd).await;
             match ended {
                 Ended::Local(reply) => {
                     self.teardown(Some(session)).await;
-                    self.set_state(ConnectionState::Disconnected, FailureReason::None).await;
-                    self.emit(RoomEvent::Disconnected { reason: FailureReason::None }).await;
+                    self.set_state(ConnectionState::Disconnected, FailureReason::None)
+                        .await;
+                    self.emit(RoomEvent::Disconnected {
+                        reason: FailureReason::None,
+                    })
+                    .await;
                     if let Some(r) = reply {
                         let _ = r.send(());
                     }
@@ -446,8 +481,12 @@ impl EngineTask {
                     match self.rejoin(&mut cmd).await {
                         Ok(s) => session = s,
                         Err(Ended::Local(reply)) => {
-                            self.set_state(ConnectionState::Disconnected, FailureReason::None).await;
-                            self.emit(RoomEvent::Disconnected { reason: FailureReason::None }).await;
+                            self.set_state(ConnectionState::Disconnected, FailureReason::None)
+                                .await;
+                            self.emit(RoomEvent::Disconnected {
+                                reason: FailureReason::None,
+                            })
+                            .await;
                             if let Some(r) = reply {
                                 let _ = r.send(());
                             }
@@ -475,10 +514,13 @@ impl EngineTask {
         if let Some(s) = session {
             s.signal.close(Some(leave_request())).await;
         }
-        self.ice_lost = None;
+        self.pending_loss = None;
     }
 
-    async fn rejoin(&mut self, cmd: &mut mpsc::Receiver<Command>) -> std::result::Result<Session, Ended> {
+    async fn rejoin(
+        &mut self,
+        cmd: &mut mpsc::Receiver<Command>,
+    ) -> std::result::Result<Session, Ended> {
         let reason = self.shared.conn.lock().1;
         self.set_state(ConnectionState::Reconnecting, reason).await;
         self.emit(RoomEvent::Reconnecting).await;
@@ -510,7 +552,8 @@ impl EngineTask {
                         link.signal = Some(session.signal.clone());
                         link.publisher = Some(session.publisher.clone());
                     }
-                    self.set_state(ConnectionState::Connected, FailureReason::None).await;
+                    self.set_state(ConnectionState::Connected, FailureReason::None)
+                        .await;
                     for ev in events {
                         self.emit(ev).await;
                     }
@@ -532,15 +575,17 @@ impl EngineTask {
     async fn drive(&mut self, s: &mut Session, cmd: &mut mpsc::Receiver<Command>) -> Ended {
         for item in std::mem::take(&mut s.backlog) {
             let r = match item {
-                Backlog::Signal(m) => self.on_signal(s, m).await,
+                Backlog::Signal(m) => self.on_signal(s, *m).await,
                 Backlog::Peer(role, ev) => self.on_peer(role, ev).await,
             };
             if let Err(e) = r {
                 return e;
             }
         }
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut peers_gone = false;
         loop {
+            let loss_at = self.pending_loss.as_ref().map(|l| l.at);
+            let held_until = self.held.front().map(|(at, _)| *at + UNKNOWN_SENDER_HOLD);
             let r = tokio::select! {
                 c = cmd.recv() => return Ended::Local(c.map(|Command::Disconnect(r)| r)),
                 ev = s.signal_rx.recv() => match ev {
@@ -548,14 +593,21 @@ impl EngineTask {
                     Some(SignalEvent::Closed { reason, message }) => Err(Ended::Lost(reason, message, LeaveAction::Reconnect)),
                     None => Err(Ended::Lost(FailureReason::SignalClose, "signal task ended".into(), LeaveAction::Reconnect)),
                 },
-                ev = s.peer_rx.recv() => match ev {
+                ev = s.peer_rx.recv(), if !peers_gone => match ev {
                     Some((role, ev)) => self.on_peer(role, ev).await,
-                    None => Err(Ended::Lost(FailureReason::Rtc, "peer connections ended".into(), LeaveAction::Reconnect)),
+                    None => {
+                        peers_gone = true;
+                        self.on_peer(PeerRole::Publisher, PeerEvent::Closed("peer connections ended".into())).await
+                    }
                 },
-                _ = tick.tick() => match self.ice_lost {
-                    Some(t) if t.elapsed() > ICE_LOST_TIMEOUT => Err(Ended::Lost(FailureReason::Rtc, "ICE connection lost".into(), LeaveAction::Reconnect)),
-                    _ => Ok(()),
-                },
+                _ = sleep_until_some(held_until) => {
+                    self.release_held(true).await;
+                    Ok(())
+                }
+                _ = sleep_until_some(loss_at) => {
+                    let message = self.pending_loss.take().map(|l| l.message).unwrap_or_default();
+                    Err(Ended::Lost(FailureReason::Rtc, message, LeaveAction::Reconnect))
+                }
             };
             if let Err(e) = r {
                 return e;
@@ -568,17 +620,27 @@ impl EngineTask {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(e) => {
-                return Err(Ended::Lost(FailureReason::Rtc, e.to_string(), LeaveAction::Reconnect))
+                return Err(Ended::Lost(
+                    FailureReason::Rtc,
+                    e.to_string(),
+                    LeaveAction::Reconnect,
+                ))
             }
         }
         let events = match m {
-            Resp::Update(u) => self.shared.state.lock().on_participant_update(&u.participants),
+            Resp::Update(u) => self
+                .shared
+                .state
+                .lock()
+                .on_participant_update(&u.participants),
             Resp::RoomUpdate(u) => match u.room {
                 Some(room) => self.shared.state.lock().on_room_update(&room),
                 None => vec![],
             },
             Resp::SpeakersChanged(sp) => self.shared.state.lock().on_speakers_changed(&sp.speakers),
-            Resp::ConnectionQuality(q) => self.shared.state.lock().on_connection_quality(&q.updates),
+            Resp::ConnectionQuality(q) => {
+                self.shared.state.lock().on_connection_quality(&q.updates)
+            }
             Resp::RefreshToken(token) => {
                 *self.shared.token.lock() = token.clone();
                 vec![RoomEvent::TokenRefreshed(token)]
@@ -591,7 +653,11 @@ impl EngineTask {
                     (FailureReason::None, _) => FailureReason::SignalClose,
                     (r, _) => r,
                 };
-                return Err(Ended::Lost(reason, format!("the server asked us to leave ({reason})"), action));
+                return Err(Ended::Lost(
+                    reason,
+                    format!("the server asked us to leave ({reason})"),
+                    action,
+                ));
             }
             other => {
                 log::trace!("unhandled signal message: {other:?}");
@@ -601,14 +667,54 @@ impl EngineTask {
         for ev in events {
             self.emit(ev).await;
         }
+        if !self.held.is_empty() {
+            self.release_held(false).await;
+        }
         Ok(())
+    }
+
+    /// Delivers held packets in order while their sender is known (or, with
+    /// `expired`, once they have waited long enough).
+    async fn release_held(&mut self, expired: bool) {
+        let now = tokio::time::Instant::now();
+        while let Some((at, d)) = self.held.front() {
+            let known = self
+                .shared
+                .state
+                .lock()
+                .remotes
+                .contains_key(&d.participant_identity);
+            let overdue = expired && now >= *at + UNKNOWN_SENDER_HOLD;
+            if !(known || overdue || self.held.len() >= HELD_MAX) {
+                break;
+            }
+            if let Some((_, d)) = self.held.pop_front() {
+                self.emit(RoomEvent::DataReceived(d)).await;
+            }
+        }
     }
 
     async fn on_peer(&mut self, role: PeerRole, ev: PeerEvent) -> std::result::Result<(), Ended> {
         match ev {
             PeerEvent::Data { kind, bytes } => {
-                match self.receiver.decode(&bytes, kind == DataKind::Lossy, Instant::now()) {
-                    Ok(Incoming::User(d)) => self.emit(RoomEvent::DataReceived(d)).await,
+                match self
+                    .receiver
+                    .decode(&bytes, kind == DataKind::Lossy, Instant::now())
+                {
+                    Ok(Incoming::User(d)) => {
+                        let known = {
+                            let st = self.shared.state.lock();
+                            d.participant_identity.is_empty()
+                                || d.participant_identity == st.local.identity
+                                || st.remotes.contains_key(&d.participant_identity)
+                        };
+                        if known && self.held.is_empty() {
+                            self.emit(RoomEvent::DataReceived(d)).await;
+                        } else {
+                            self.held.push_back((tokio::time::Instant::now(), d));
+                            self.release_held(false).await;
+                        }
+                    }
                     Ok(Incoming::Other(p)) => self.emit(RoomEvent::DataPacket(p)).await,
                     Ok(Incoming::Duplicate) => {}
                     Err(e) => log::warn!("dropping data packet: {e}"),
@@ -617,22 +723,41 @@ impl EngineTask {
             PeerEvent::IceState(state) => {
                 use str0m::IceConnectionState as S;
                 match state {
-                    S::Disconnected => {
-                        self.ice_lost.get_or_insert_with(Instant::now);
+                    S::Disconnected if self.pending_loss.is_none() => {
+                        self.pending_loss = Some(PendingLoss {
+                            at: tokio::time::Instant::now() + ICE_LOST_TIMEOUT,
+                            message: format!("{role:?} ICE connection lost"),
+                            ice: true,
+                        });
                     }
-                    S::Connected | S::Completed => self.ice_lost = None,
+                    S::Connected | S::Completed
+                        if self.pending_loss.as_ref().is_some_and(|l| l.ice) =>
+                    {
+                        self.pending_loss = None;
+                    }
                     _ => {}
                 }
             }
             PeerEvent::Closed(why) => {
-                return Err(Ended::Lost(
-                    FailureReason::Rtc,
-                    format!("{role:?} peer connection closed: {why}"),
-                    LeaveAction::Reconnect,
-                ))
+                let at = tokio::time::Instant::now() + LEAVE_GRACE;
+                let earlier = self.pending_loss.as_ref().is_none_or(|l| l.at > at);
+                if earlier {
+                    self.pending_loss = Some(PendingLoss {
+                        at,
+                        message: format!("{role:?} peer connection closed: {why}"),
+                        ice: false,
+                    });
+                }
             }
             PeerEvent::Connected | PeerEvent::ChannelOpen(_) => {}
         }
         Ok(())
+    }
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

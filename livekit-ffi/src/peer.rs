@@ -54,7 +54,10 @@ pub enum PeerEvent {
     /// ICE connectivity changed; `Disconnected` may recover on its own.
     IceState(IceConnectionState),
     ChannelOpen(DataKind),
-    Data { kind: DataKind, bytes: Vec<u8> },
+    Data {
+        kind: DataKind,
+        bytes: Vec<u8>,
+    },
     /// The peer connection is gone for good.
     Closed(String),
 }
@@ -78,7 +81,9 @@ pub struct PeerConnection {
 
 impl std::fmt::Debug for PeerConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerConnection").field("role", &self.role).finish()
+        f.debug_struct("PeerConnection")
+            .field("role", &self.role)
+            .finish()
     }
 }
 
@@ -232,9 +237,13 @@ impl PeerConnection {
 
 /// Parses a trickle `candidate_init` into a UDP candidate; `None` for candidates we skip.
 pub fn parse_candidate_init(init: &str) -> Result<Option<Candidate>> {
-    let v: serde_json::Value = serde_json::from_str(init)
-        .map_err(|e| Error::Rtc(format!("bad candidate JSON: {e}")))?;
-    let s = v.get("candidate").and_then(|c| c.as_str()).unwrap_or("").trim();
+    let v: serde_json::Value =
+        serde_json::from_str(init).map_err(|e| Error::Rtc(format!("bad candidate JSON: {e}")))?;
+    let s = v
+        .get("candidate")
+        .and_then(|c| c.as_str())
+        .unwrap_or("")
+        .trim();
     if s.is_empty() {
         return Ok(None);
     }
@@ -280,7 +289,8 @@ impl Driver {
             }
             self.flush_queue().await;
             if !self.rtc.is_alive() {
-                self.emit(PeerEvent::Closed("peer connection closed".into())).await;
+                self.emit(PeerEvent::Closed("peer connection closed".into()))
+                    .await;
                 break;
             }
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout));
@@ -353,8 +363,16 @@ impl Driver {
                 self.emit(PeerEvent::ChannelOpen(kind)).await;
             }
             Event::ChannelData(d) => {
-                let kind = self.channels.get(&d.id).copied().unwrap_or(DataKind::Reliable);
-                self.emit(PeerEvent::Data { kind, bytes: d.data }).await;
+                let kind = self
+                    .channels
+                    .get(&d.id)
+                    .copied()
+                    .unwrap_or(DataKind::Reliable);
+                self.emit(PeerEvent::Data {
+                    kind,
+                    bytes: d.data,
+                })
+                .await;
             }
             Event::ChannelClose(id) => {
                 if let Some(kind) = self.channels.remove(&id) {
@@ -386,7 +404,8 @@ impl Driver {
                 Ok(false) => break,
                 Err(e) => {
                     if let Some((_, _, reply)) = self.queue.pop_front() {
-                        let _ = reply.send(Err(Error::Rtc(format!("data channel write failed: {e}"))));
+                        let _ =
+                            reply.send(Err(Error::Rtc(format!("data channel write failed: {e}"))));
                     }
                 }
             }
@@ -473,7 +492,9 @@ impl Driver {
             }
             Command::Send(kind, bytes, reply) => {
                 if !self.open.contains_key(&kind) {
-                    let _ = reply.send(Err(crate::error::DataError::ChannelNotOpen(kind.label()).into()));
+                    let _ = reply.send(Err(
+                        crate::error::DataError::ChannelNotOpen(kind.label()).into()
+                    ));
                     return;
                 }
                 self.queue.push_back((kind, bytes, reply));
@@ -499,7 +520,9 @@ mod tests {
         assert_eq!(c.addr(), "127.0.0.1:7882".parse().unwrap());
         let tcp = r#"{"candidate":"candidate:2 1 tcp 1671430143 127.0.0.1 7881 typ host tcptype passive","sdpMid":"0"}"#;
         assert!(parse_candidate_init(tcp).unwrap().is_none());
-        assert!(parse_candidate_init(r#"{"candidate":""}"#).unwrap().is_none());
+        assert!(parse_candidate_init(r#"{"candidate":""}"#)
+            .unwrap()
+            .is_none());
         assert!(parse_candidate_init("nope").is_err());
     }
 

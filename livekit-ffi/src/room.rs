@@ -115,7 +115,8 @@ impl RoomState {
             s.local = Participant::from_info(p);
         }
         for p in &join.other_participants {
-            s.remotes.insert(p.identity.clone(), Participant::from_info(p));
+            s.remotes
+                .insert(p.identity.clone(), Participant::from_info(p));
         }
         s
     }
@@ -252,15 +253,19 @@ impl RoomState {
         }]
     }
 
-    pub fn on_connection_quality(&mut self, updates: &[proto::ConnectionQualityInfo]) -> Vec<RoomEvent> {
+    pub fn on_connection_quality(
+        &mut self,
+        updates: &[proto::ConnectionQualityInfo],
+    ) -> Vec<RoomEvent> {
         updates
             .iter()
             .filter_map(|u| {
-                self.identity_of(&u.participant_sid)
-                    .map(|identity| RoomEvent::ConnectionQualityChanged {
+                self.identity_of(&u.participant_sid).map(|identity| {
+                    RoomEvent::ConnectionQualityChanged {
                         identity,
                         quality: u.quality,
-                    })
+                    }
+                })
             })
             .collect()
     }
@@ -366,7 +371,9 @@ mod tests {
         let mut gone = info("PA_a", "a", 3);
         gone.state = proto::participant_info::State::Disconnected as i32;
         let ev = s.on_participant_update(&[gone]);
-        assert!(matches!(&ev[..], [RoomEvent::ParticipantDisconnected { participant, .. }] if participant.identity == "a"));
+        assert!(
+            matches!(&ev[..], [RoomEvent::ParticipantDisconnected { participant, .. }] if participant.identity == "a")
+        );
         assert!(!s.remotes.contains_key("a"));
     }
 
@@ -400,14 +407,28 @@ mod tests {
     fn speakers_are_tracked_loudest_first() {
         let mut s = joined();
         let ev = s.on_speakers_changed(&[
-            proto::SpeakerInfo { sid: "PA_a".into(), level: 0.2, active: true },
-            proto::SpeakerInfo { sid: "PA_me".into(), level: 0.9, active: true },
+            proto::SpeakerInfo {
+                sid: "PA_a".into(),
+                level: 0.2,
+                active: true,
+            },
+            proto::SpeakerInfo {
+                sid: "PA_me".into(),
+                level: 0.9,
+                active: true,
+            },
         ]);
         assert_eq!(
             ev,
-            vec![RoomEvent::ActiveSpeakersChanged { identities: vec!["me".into(), "a".into()] }]
+            vec![RoomEvent::ActiveSpeakersChanged {
+                identities: vec!["me".into(), "a".into()]
+            }]
         );
-        s.on_speakers_changed(&[proto::SpeakerInfo { sid: "PA_me".into(), level: 0.0, active: false }]);
+        s.on_speakers_changed(&[proto::SpeakerInfo {
+            sid: "PA_me".into(),
+            level: 0.0,
+            active: false,
+        }]);
         assert_eq!(s.active_speakers(), vec!["a".to_string()]);
     }
 }

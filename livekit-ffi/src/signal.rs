@@ -88,11 +88,17 @@ pub fn join_url(
     {
         let mut q = u.query_pairs_mut();
         q.append_pair("access_token", token)
-            .append_pair("auto_subscribe", if opts.auto_subscribe { "1" } else { "0" })
+            .append_pair(
+                "auto_subscribe",
+                if opts.auto_subscribe { "1" } else { "0" },
+            )
             .append_pair("sdk", &opts.sdk)
             .append_pair("version", &opts.sdk_version)
             .append_pair("protocol", &PROTOCOL_VERSION.to_string())
-            .append_pair("adaptive_stream", if opts.adaptive_stream { "1" } else { "0" });
+            .append_pair(
+                "adaptive_stream",
+                if opts.adaptive_stream { "1" } else { "0" },
+            );
         if let Some(r) = resume {
             q.append_pair("reconnect", "1")
                 .append_pair("sid", &r.participant_sid)
@@ -172,7 +178,11 @@ impl SignalClient {
         token: &str,
         opts: &JoinOptions,
         resume: Option<&Resume>,
-    ) -> Result<(SignalClient, proto::signal_response::Message, mpsc::Receiver<SignalEvent>)> {
+    ) -> Result<(
+        SignalClient,
+        proto::signal_response::Message,
+        mpsc::Receiver<SignalEvent>,
+    )> {
         let url = join_url(base, "rtc", token, opts, resume);
         let deadline = tokio::time::Instant::now() + opts.connect_timeout;
         let ws = match tokio::time::timeout_at(deadline, Self::handshake(&url)).await {
@@ -213,7 +223,10 @@ impl SignalClient {
         let first = tokio::time::timeout_at(deadline, Self::first_message(&mut ws))
             .await
             .map_err(|_| {
-                Error::connect(FailureReason::JoinIncomplete, "the server did not answer the join")
+                Error::connect(
+                    FailureReason::JoinIncomplete,
+                    "the server did not answer the join",
+                )
             })??;
         let (tx, rx) = mpsc::channel(64);
         let (events_tx, events_rx) = mpsc::channel(1024);
@@ -236,8 +249,13 @@ impl SignalClient {
         } else {
             tokio_tungstenite::Connector::Plain
         };
-        match tokio_tungstenite::client_async_tls_with_config(request, stream, None, Some(connector))
-            .await
+        match tokio_tungstenite::client_async_tls_with_config(
+            request,
+            stream,
+            None,
+            Some(connector),
+        )
+        .await
         {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(resp)) => {
@@ -256,7 +274,10 @@ impl SignalClient {
     async fn first_message(ws: &mut WsStream) -> Result<proto::signal_response::Message> {
         while let Some(msg) = ws.next().await {
             let msg = msg.map_err(|e| {
-                Error::connect(FailureReason::SignalClose, format!("signal connection lost: {e}"))
+                Error::connect(
+                    FailureReason::SignalClose,
+                    format!("signal connection lost: {e}"),
+                )
             })?;
             let Message::Binary(bytes) = msg else {
                 continue;
@@ -310,8 +331,16 @@ struct PingTimes {
 
 impl PingTimes {
     fn from_join(j: &proto::JoinResponse) -> Self {
-        let interval = if j.ping_interval > 0 { j.ping_interval as u64 } else { 5 };
-        let timeout = if j.ping_timeout > 0 { j.ping_timeout as u64 } else { 15 };
+        let interval = if j.ping_interval > 0 {
+            j.ping_interval as u64
+        } else {
+            5
+        };
+        let timeout = if j.ping_timeout > 0 {
+            j.ping_timeout as u64
+        } else {
+            15
+        };
         Self {
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(timeout),
@@ -481,8 +510,17 @@ mod tests {
         assert_eq!(q["protocol"], "16");
         assert_eq!(q["auto_subscribe"], "1");
         assert!(!q.contains_key("reconnect"));
-        let r = Resume { participant_sid: "PA_x".into(), reason: 1 };
-        let u = join_url(&base, "rtc/validate", "tok", &JoinOptions::default(), Some(&r));
+        let r = Resume {
+            participant_sid: "PA_x".into(),
+            reason: 1,
+        };
+        let u = join_url(
+            &base,
+            "rtc/validate",
+            "tok",
+            &JoinOptions::default(),
+            Some(&r),
+        );
         assert_eq!(u.path(), "/rtc/validate");
         let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
         assert_eq!(q["reconnect"], "1");

@@ -259,8 +259,14 @@ mod tests {
 
     #[test]
     fn validate_status_maps_like_the_esp32_sdk() {
-        assert_eq!(FailureReason::from_validate_status(None), FailureReason::Unreachable);
-        assert_eq!(FailureReason::from_validate_status(Some(400)), FailureReason::BadToken);
+        assert_eq!(
+            FailureReason::from_validate_status(None),
+            FailureReason::Unreachable
+        );
+        assert_eq!(
+            FailureReason::from_validate_status(Some(400)),
+            FailureReason::BadToken
+        );
         assert_eq!(
             FailureReason::from_validate_status(Some(401)),
             FailureReason::Unauthorized
@@ -281,7 +287,10 @@ mod tests {
             FailureReason::from_disconnect_reason(DisconnectReason::ParticipantRemoved as i32),
             FailureReason::ParticipantRemoved
         );
-        assert_eq!(FailureReason::from_disconnect_reason(999), FailureReason::Other);
+        assert_eq!(
+            FailureReason::from_disconnect_reason(999),
+            FailureReason::Other
+        );
     }
 
     #[test]

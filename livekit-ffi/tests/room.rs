@@ -29,7 +29,11 @@ async fn two_participants_see_each_other_join_and_leave() {
     assert!(alice.remote_participants().is_empty());
 
     let (bob, _bob_rx) = server.join("presence", "bob").await;
-    let alice_seen_by_bob: Vec<_> = bob.remote_participants().into_iter().map(|p| p.identity).collect();
+    let alice_seen_by_bob: Vec<_> = bob
+        .remote_participants()
+        .into_iter()
+        .map(|p| p.identity)
+        .collect();
     assert_eq!(alice_seen_by_bob, vec!["alice".to_string()]);
 
     let joined = wait_for(&mut alice_rx, T, |e| match e {
@@ -44,7 +48,9 @@ async fn two_participants_see_each_other_join_and_leave() {
     bob.disconnect().await;
     assert_eq!(bob.connection_state(), ConnectionState::Disconnected);
     let left = wait_for(&mut alice_rx, T, |e| match e {
-        RoomEvent::ParticipantDisconnected { participant, .. } => Some(participant.identity.clone()),
+        RoomEvent::ParticipantDisconnected { participant, .. } => {
+            Some(participant.identity.clone())
+        }
         _ => None,
     })
     .await;
@@ -122,11 +128,17 @@ async fn topics_and_destinations_are_respected() {
     let (_carol, mut carol_rx) = server.join("filter", "carol").await;
 
     alice
-        .publish_data(user(b"for carol".to_vec(), Some("private"), &["carol"]), DataKind::Reliable)
+        .publish_data(
+            user(b"for carol".to_vec(), Some("private"), &["carol"]),
+            DataKind::Reliable,
+        )
         .await
         .unwrap();
     alice
-        .publish_data(user(b"for all".to_vec(), Some("public"), &[]), DataKind::Reliable)
+        .publish_data(
+            user(b"for all".to_vec(), Some("public"), &[]),
+            DataKind::Reliable,
+        )
         .await
         .unwrap();
 
@@ -196,7 +208,9 @@ async fn own_metadata_changes_come_back_as_events() {
     .await;
     assert_eq!((old.as_str(), new.as_str()), ("", "hello"));
     let name = wait_for(&mut bob_rx, T, |e| match e {
-        RoomEvent::ParticipantNameChanged { identity, new, .. } if identity == "alice" => Some(new.clone()),
+        RoomEvent::ParticipantNameChanged { identity, new, .. } if identity == "alice" => {
+            Some(new.clone())
+        }
         _ => None,
     })
     .await;
@@ -221,11 +235,21 @@ async fn disconnect_is_clean_and_bounded() {
     .await;
     assert_eq!(reason, FailureReason::None);
     // The engine task is gone: the event stream ends.
-    assert!(tokio::time::timeout(T, async { while rx.recv().await.is_some() {} }).await.is_ok());
+    assert!(
+        tokio::time::timeout(T, async { while rx.recv().await.is_some() {} })
+            .await
+            .is_ok()
+    );
     // Sending after leaving is an error, not a hang.
-    let err = alice.publish_data(user(b"x".to_vec(), None, &[]), DataKind::Reliable).await;
+    let err = alice
+        .publish_data(user(b"x".to_vec(), None, &[]), DataKind::Reliable)
+        .await;
     assert!(err.is_err());
     // The server no longer lists us.
-    let list = server.room_service().list_participants("bye").await.unwrap_or_default();
+    let list = server
+        .room_service()
+        .list_participants("bye")
+        .await
+        .unwrap_or_default();
     assert!(list.is_empty(), "{list:?}");
 }

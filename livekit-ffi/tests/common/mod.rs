@@ -41,11 +41,19 @@ fn server_binary() -> PathBuf {
 }
 
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -117,9 +125,13 @@ impl Server {
     }
 
     pub async fn join(&self, room: &str, identity: &str) -> (Room, mpsc::Receiver<RoomEvent>) {
-        Room::connect(&self.url(), &self.token(room, identity), RoomOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("{identity} could not join {room}: {e}"))
+        Room::connect(
+            &self.url(),
+            &self.token(room, identity),
+            RoomOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{identity} could not join {room}: {e}"))
     }
 }
 
@@ -127,15 +139,27 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).ok()?;
-    std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+    std::str::from_utf8(&buf[..n])
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Mints a join token. `ttl_secs` may be negative for an expired one.
 pub fn token(room: &str, identity: &str, ttl_secs: i64, secret: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let mut video = serde_json::json!({
         "roomJoin": true,
         "canPublish": true,

@@ -1,0 +1,161 @@
+//! Interop with the official Python SDK (PyPI `livekit` 1.2.1, its own virtualenv),
+//! driven as a subprocess peer in the same room on the same real server.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{wait_for, Server};
+use livekit_ffi::{DataKind, RoomEvent, UserData};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn official_python() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/official-sdk.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/official-sdk.sh");
+    assert!(out.status.success(), "could not install the official SDK");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_flows_both_ways_with_the_official_sdk() {
+    common::init_logs();
+    let python = official_python();
+    let server = Server::start();
+    let (room, mut rx) = server.join("interop", "ours").await;
+
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/official_peer.py");
+    let mut child = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(server.url())
+        .arg(server.token("interop", "official"))
+        .arg("ours")
+        .args(["--send-reliable", "5", "--send-lossy", "20"])
+        .args([
+            "--expect-reliable",
+            "5",
+            "--expect-lossy",
+            "1",
+            "--timeout",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the official peer");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    // Packets from the official peer may come first: keep them for later.
+    let mut early = vec![];
+    wait_for(&mut rx, Duration::from_secs(30), |e| match e {
+        RoomEvent::ParticipantConnected(p) if p.identity == "official" => Some(()),
+        RoomEvent::DataReceived(d) => {
+            early.push(d.clone());
+            None
+        }
+        _ => None,
+    })
+    .await;
+
+    // Ours to theirs: reliable in order, and lossy (some may be dropped; send plenty).
+    for i in 0..5 {
+        room.publish_data(
+            UserData {
+                payload: format!("ours-reliable-{i}").into_bytes(),
+                topic: Some("from-ours".into()),
+                destination_identities: vec![],
+            },
+            DataKind::Reliable,
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..20 {
+        room.publish_data(
+            UserData {
+                payload: format!("ours-lossy-{i}").into_bytes(),
+                topic: Some("from-ours-lossy".into()),
+                destination_identities: vec![],
+            },
+            DataKind::Lossy,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Theirs to ours.
+    let mut reliable = vec![];
+    let mut lossy = 0;
+    let mut early = early.into_iter();
+    while reliable.len() < 5 || lossy == 0 {
+        let d = match early.next() {
+            Some(d) => d,
+            None => {
+                wait_for(&mut rx, Duration::from_secs(30), |e| match e {
+                    RoomEvent::DataReceived(d) => Some(d.clone()),
+                    _ => None,
+                })
+                .await
+            }
+        };
+        assert_eq!(d.participant_identity, "official");
+        match d.kind {
+            DataKind::Reliable => {
+                assert_eq!(d.topic.as_deref(), Some("from-official"));
+                reliable.push(String::from_utf8(d.payload).unwrap());
+            }
+            DataKind::Lossy => {
+                assert_eq!(d.topic.as_deref(), Some("from-official-lossy"));
+                lossy += 1;
+            }
+        }
+    }
+    let expected: Vec<String> = (0..5).map(|i| format!("official-reliable-{i}")).collect();
+    assert_eq!(reliable, expected);
+
+    // What the official peer saw of ours.
+    let mut seen_reliable = vec![];
+    let mut seen_lossy = 0;
+    let mut finished = false;
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(40), lines.next_line()).await
+    {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("peer prints JSON lines");
+        match v["event"].as_str() {
+            Some("data") => {
+                assert_eq!(v["sender"], "ours", "{v}");
+                if v["kind"] == "reliable" {
+                    assert_eq!(v["topic"], "from-ours");
+                    seen_reliable.push(v["payload"].as_str().unwrap().to_owned());
+                } else {
+                    assert_eq!(v["topic"], "from-ours-lossy");
+                    seen_lossy += 1;
+                }
+            }
+            Some("done") => {
+                finished = true;
+                break;
+            }
+            Some("timeout") => panic!("the official peer timed out: {v}"),
+            _ => {}
+        }
+    }
+    assert!(finished, "the official peer did not finish");
+    let expected: Vec<String> = (0..5).map(|i| format!("ours-reliable-{i}")).collect();
+    assert_eq!(seen_reliable, expected);
+    assert!(seen_lossy >= 1);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    room.disconnect().await;
+}
