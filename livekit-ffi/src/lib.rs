@@ -18,6 +18,7 @@
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod peer;
 pub mod room;
 pub mod signal;

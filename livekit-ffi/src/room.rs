@@ -71,6 +71,8 @@ pub enum RoomEvent {
         identity: String,
         /// Changed or added keys with their new value; removed keys map to "".
         changed: HashMap<String, String>,
+        /// All attributes after the change.
+        attributes: HashMap<String, String>,
     },
     RoomMetadataChanged {
         old: String,
@@ -315,6 +317,7 @@ fn changes(old: &Participant, new: &Participant) -> Vec<RoomEvent> {
         events.push(RoomEvent::ParticipantAttributesChanged {
             identity: new.identity.clone(),
             changed,
+            attributes: new.attributes.clone(),
         });
     }
     events
@@ -384,7 +387,10 @@ mod tests {
         me.attributes.insert("x".into(), "1".into());
         s.on_participant_update(&[me]);
         let ev = s.on_participant_update(&[info("PA_me", "me", 3)]);
-        let RoomEvent::ParticipantAttributesChanged { identity, changed } = &ev[0] else {
+        let RoomEvent::ParticipantAttributesChanged {
+            identity, changed, ..
+        } = &ev[0]
+        else {
             panic!("{ev:?}")
         };
         assert_eq!(identity, "me");

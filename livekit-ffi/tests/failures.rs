@@ -171,9 +171,9 @@ async fn room_service_metadata_changes_raise_events() {
     .await
     .unwrap();
     let changed = wait_for(&mut rx, T, |e| match e {
-        RoomEvent::ParticipantAttributesChanged { identity, changed } if identity == "bob" => {
-            Some(changed.clone())
-        }
+        RoomEvent::ParticipantAttributesChanged {
+            identity, changed, ..
+        } if identity == "bob" => Some(changed.clone()),
         _ => None,
     })
     .await;

@@ -483,6 +483,36 @@ class DisconnectCallback(google.protobuf.message.Message):
 global___DisconnectCallback = DisconnectCallback
 
 @typing.final
+class ReadyForRoomEventRequest(google.protobuf.message.Message):
+    """The client is ready for the room's events (sent right after a successful connect);
+    until then, or for at most a few seconds, the core holds them back.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROOM_HANDLE_FIELD_NUMBER: builtins.int
+    room_handle: builtins.int
+    def __init__(
+        self,
+        *,
+        room_handle: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["room_handle", b"room_handle"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["room_handle", b"room_handle"]) -> None: ...
+
+global___ReadyForRoomEventRequest = ReadyForRoomEventRequest
+
+@typing.final
+class ReadyForRoomEventResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___ReadyForRoomEventResponse = ReadyForRoomEventResponse
+
+@typing.final
 class PublishDataRequest(google.protobuf.message.Message):
     """The payload is read from the caller's memory during the request, then copied."""
 

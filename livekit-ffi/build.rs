@@ -1,0 +1,19 @@
+//! Compiles the FFI protocol (`../protocol/*.proto`) with prost; protox parses the
+//! files in pure Rust, so no protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocol");
+    let files = [
+        "handle.proto",
+        "participant.proto",
+        "track.proto",
+        "room.proto",
+        "ffi.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", dir.join(f).display());
+    }
+    let fds = protox::compile(files, [&dir])?;
+    prost_build::Config::new().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The FFI server: protobuf `FfiRequest` in, `FfiResponse` out, `FfiEvent`s later.
+//!
+//! One process-wide server owns a tokio runtime, the handle table (u64 ids for every
+//! native object a client holds) and the event sink the client registered. Async
+//! requests answer at once with an `async_id` and finish with an event carrying it.
+//! Nothing panics across the boundary: requests run under `catch_unwind`, spawned
+//! work under a guard that turns a panic into an error callback plus a `Panic` event.
+//! [`cabi`] exports the same server with the official C entry points; the Python
+//! binding calls [`FfiServer`] directly.
+
+pub mod cabi;
+mod logs;
+mod room;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use futures_util::FutureExt;
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+
+/// Messages of `protocol/*.proto`, package `livekit.proto`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/livekit.proto.rs"));
+}
+
+/// Errors a request is refused with (its response cannot carry them, so the caller
+/// sees them as the request's failure).
+#[derive(Debug, thiserror::Error)]
+pub enum FfiError {
+    #[error("malformed request: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("empty request")]
+    Empty,
+    #[error("request kind not implemented: {0}")]
+    Unimplemented(&'static str),
+    #[error("unknown handle {0}")]
+    UnknownHandle(u64),
+    #[error("handle {0} is not a {1}")]
+    WrongHandle(u64, &'static str),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("the core panicked: {0}")]
+    Panic(String),
+    #[error("the FFI server is not initialized")]
+    NotInitialized,
+}
+
+pub type FfiResult<T> = Result<T, FfiError>;
+
+/// Where events go: called from runtime threads, one serialized `FfiEvent` each.
+pub type EventSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+type Handle = Box<dyn Any + Send + Sync>;
+
+pub struct FfiServer {
+    runtime: tokio::runtime::Runtime,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_id: AtomicU64,
+    sink: RwLock<Option<EventSink>>,
+    /// Async work that may still be cancelled, by async_id.
+    pending: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+}
+
+static SERVER: OnceLock<FfiServer> = OnceLock::new();
+
+impl FfiServer {
+    /// The process-wide server, created on first use.
+    pub fn global() -> &'static FfiServer {
+        SERVER.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("livekit-ffi")
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            FfiServer {
+                runtime,
+                handles: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                sink: RwLock::new(None),
+                pending: Mutex::new(HashMap::new()),
+            }
+        })
+    }
+
+    /// Registers where events go; with `capture_logs`, the core's logs become
+    /// `LogBatch` events instead of going nowhere.
+    pub fn initialize(&'static self, sink: EventSink, capture_logs: bool) {
+        *self.sink.write() = Some(sink);
+        if capture_logs {
+            logs::install(self);
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The async_id of a request: the client's choice if it made one.
+    pub(crate) fn async_id(&self, requested: Option<u64>) -> u64 {
+        match requested {
+            Some(id) if id != 0 => id,
+            _ => self.next_id(),
+        }
+    }
+
+    pub(crate) fn insert_handle<T: Any + Send + Sync>(&self, value: T) -> u64 {
+        let id = self.next_id();
+        self.handles.lock().insert(id, Box::new(value));
+        id
+    }
+
+    /// Runs `f` on the handle `id` of type `T`.
+    pub(crate) fn with_handle<T: Any + Send + Sync, R>(
+        &self,
+        id: u64,
+        f: impl FnOnce(&T) -> R,
+    ) -> FfiResult<R> {
+        let handles = self.handles.lock();
+        let h = handles.get(&id).ok_or(FfiError::UnknownHandle(id))?;
+        let t = h
+            .downcast_ref::<T>()
+            .ok_or(FfiError::WrongHandle(id, std::any::type_name::<T>()))?;
+        Ok(f(t))
+    }
+
+    pub fn drop_handle(&self, id: u64) -> bool {
+        // Dropped outside the lock: a handle's Drop may take it again.
+        let removed = self.handles.lock().remove(&id);
+        removed.is_some()
+    }
+
+    pub fn handle_count(&self) -> usize {
+        self.handles.lock().len()
+    }
+
+    pub(crate) fn send_event(&self, message: proto::ffi_event::Message) {
+        let sink = self.sink.read().clone();
+        if let Some(sink) = sink {
+            let bytes = proto::FfiEvent {
+                message: Some(message),
+            }
+            .encode_to_vec();
+            // A panicking sink must not take a runtime thread down with it.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(&bytes)));
+        }
+    }
+
+    /// Spawns the work of request `async_id`; it stays cancellable until it calls
+    /// [`FfiServer::finish`]. A panic becomes `on_panic(message)` and a `Panic` event.
+    pub(crate) fn spawn_async<F>(
+        &'static self,
+        async_id: u64,
+        work: F,
+        on_panic: impl FnOnce(String) + Send + 'static,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut pending = self.pending.lock();
+        let task = self.runtime.spawn(async move {
+            if let Err(p) = AssertUnwindSafe(work).catch_unwind().await {
+                let message = panic_message(&*p);
+                log::error!("request {async_id} panicked: {message}");
+                if self.pending.lock().remove(&async_id).is_some() {
+                    on_panic(message.clone());
+                }
+                self.send_event(proto::ffi_event::Message::Panic(proto::Panic { message }));
+            }
+        });
+        // Registered under the lock, so `finish` from the task cannot come first.
+        pending.insert(async_id, task.abort_handle());
+    }
+
+    /// Marks request `async_id` as done; `false` when it was cancelled meanwhile, in
+    /// which case its result must be dropped and no callback sent.
+    pub(crate) fn finish(&self, async_id: u64) -> bool {
+        self.pending.lock().remove(&async_id).is_some()
+    }
+
+    fn cancel(&self, async_id: u64) -> bool {
+        match self.pending.lock().remove(&async_id) {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
+        self.runtime.spawn(f);
+    }
+
+    /// Decodes and serves one request; never panics.
+    pub fn handle_request(&'static self, bytes: &[u8]) -> FfiResult<Vec<u8>> {
+        let request = proto::FfiRequest::decode(bytes)?;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.dispatch(request)));
+        match result {
+            Ok(r) => r.map(|m| proto::FfiResponse { message: Some(m) }.encode_to_vec()),
+            Err(p) => {
+                let message = panic_message(&*p);
+                log::error!("request panicked: {message}");
+                Err(FfiError::Panic(message))
+            }
+        }
+    }
+
+    fn dispatch(
+        &'static self,
+        request: proto::FfiRequest,
+    ) -> FfiResult<proto::ffi_response::Message> {
+        use proto::ffi_request::Message as Req;
+        use proto::ffi_response::Message as Res;
+        let _guard = self.runtime.enter();
+        match request.message.ok_or(FfiError::Empty)? {
+            Req::Dispose(r) => Ok(Res::Dispose(self.dispose(r.r#async))),
+            Req::Cancel(r) => Ok(Res::Cancel(proto::CancelResponse {
+                cancelled: self.cancel(r.async_id),
+            })),
+            Req::Connect(r) => room::connect(self, r).map(Res::Connect),
+            Req::Disconnect(r) => room::disconnect(self, r).map(Res::Disconnect),
+            Req::PublishData(r) => room::publish_data(self, r).map(Res::PublishData),
+            Req::SetLocalMetadata(r) => {
+                room::set_local_metadata(self, r).map(Res::SetLocalMetadata)
+            }
+            Req::SetLocalName(r) => room::set_local_name(self, r).map(Res::SetLocalName),
+            Req::ReadyForRoomEvent(r) => {
+                room::ready_for_room_event(self, r).map(Res::ReadyForRoomEvent)
+            }
+            Req::SetLocalAttributes(r) => {
+                room::set_local_attributes(self, r).map(Res::SetLocalAttributes)
+            }
+        }
+    }
+
+    /// Releases every handle (rooms leave) and cancels pending work.
+    pub fn dispose(&'static self, asynchronous: bool) -> proto::DisposeResponse {
+        let pending: Vec<_> = self.pending.lock().drain().collect();
+        for (_, task) in pending {
+            task.abort();
+        }
+        let handles: Vec<_> = self.handles.lock().drain().collect();
+        drop(handles);
+        if asynchronous {
+            let async_id = self.next_id();
+            self.spawn(async move {
+                self.send_event(proto::ffi_event::Message::Dispose(proto::DisposeCallback {
+                    async_id,
+                }));
+            });
+            proto::DisposeResponse {
+                async_id: Some(async_id),
+            }
+        } else {
+            proto::DisposeResponse { async_id: None }
+        }
+    }
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}

@@ -1,0 +1,531 @@
+//! Room requests over the FFI and the room's event stream.
+//!
+//! A connected room is three kinds of handles: the room, its participants (local and
+//! remote) and received data buffers. One forwarder task per room turns the engine's
+//! `RoomEvent`s into `FfiEvent::RoomEvent`s in order, ending with `eos`.
+
+use std::collections::HashMap;
+
+use tokio::sync::mpsc;
+
+use super::proto;
+use super::{FfiError, FfiResult, FfiServer};
+use crate::data::{DataKind, UserData, MAX_MESSAGE_SIZE};
+use crate::engine::{Room, RoomOptions};
+use crate::room::{Participant, RoomEvent, RoomInfo};
+use crate::state::{ConnectionState, FailureReason};
+
+use proto::ffi_event::Message as Ev;
+use proto::room_event::Message as RoomEv;
+
+/// The room handle. Dropping it leaves the room.
+pub(crate) struct FfiRoom {
+    room: Room,
+    /// Released by `ReadyForRoomEvent`; the forwarder waits on it before the first event.
+    ready: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// How long events wait for a client that never says it is ready.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for FfiRoom {
+    fn drop(&mut self) {
+        let room = self.room.clone();
+        FfiServer::global().spawn(async move { room.disconnect().await });
+    }
+}
+
+/// A participant handle; the local one can act on the room.
+pub(crate) struct FfiParticipant {
+    room: Option<Room>,
+    #[allow(dead_code)]
+    identity: String,
+}
+
+/// Received bytes, alive until the client drops the handle.
+pub(crate) struct FfiBuffer {
+    data: Vec<u8>,
+}
+
+fn participant_info(p: &Participant) -> proto::ParticipantInfo {
+    let kind = match p.kind {
+        7 => proto::ParticipantKind::Connector,
+        8 => proto::ParticipantKind::Bridge,
+        k => proto::ParticipantKind::try_from(k).unwrap_or(proto::ParticipantKind::Standard),
+    };
+    proto::ParticipantInfo {
+        sid: p.sid.clone(),
+        name: p.name.clone(),
+        identity: p.identity.clone(),
+        state: proto::ParticipantState::Active as i32,
+        metadata: p.metadata.clone(),
+        attributes: p.attributes.clone(),
+        kind: kind as i32,
+        disconnect_reason: proto::DisconnectReason::UnknownReason as i32,
+        joined_at: p.joined_at,
+        client_protocol: 0,
+    }
+}
+
+fn owned_participant(
+    server: &FfiServer,
+    p: &Participant,
+    room: Option<Room>,
+) -> proto::OwnedParticipant {
+    let id = server.insert_handle(FfiParticipant {
+        room,
+        identity: p.identity.clone(),
+    });
+    proto::OwnedParticipant {
+        handle: proto::FfiOwnedHandle { id },
+        info: participant_info(p),
+    }
+}
+
+fn room_info(info: &RoomInfo) -> proto::RoomInfo {
+    proto::RoomInfo {
+        sid: (!info.sid.is_empty()).then(|| info.sid.clone()),
+        name: info.name.clone(),
+        metadata: info.metadata.clone(),
+        num_participants: info.num_participants,
+        ..Default::default()
+    }
+}
+
+fn failure_reason(r: FailureReason) -> proto::FailureReason {
+    proto::FailureReason::try_from(r as i32).unwrap_or(proto::FailureReason::FailureOther)
+}
+
+/// The closest official `DisconnectReason` for one of ours.
+fn disconnect_reason(r: FailureReason) -> proto::DisconnectReason {
+    use proto::DisconnectReason as D;
+    match r {
+        FailureReason::None => D::ClientInitiated,
+        FailureReason::DuplicateIdentity => D::DuplicateIdentity,
+        FailureReason::ServerShutdown => D::ServerShutdown,
+        FailureReason::ParticipantRemoved => D::ParticipantRemoved,
+        FailureReason::RoomDeleted => D::RoomDeleted,
+        FailureReason::StateMismatch => D::StateMismatch,
+        FailureReason::JoinIncomplete => D::JoinFailure,
+        FailureReason::Migration => D::Migration,
+        FailureReason::SignalClose | FailureReason::PingTimeout => D::SignalClose,
+        FailureReason::RoomClosed => D::RoomClosed,
+        FailureReason::SipUserUnavailable => D::UserUnavailable,
+        FailureReason::SipUserRejected => D::UserRejected,
+        FailureReason::SipTrunkFailure => D::SipTrunkFailure,
+        FailureReason::ConnectionTimeout => D::ConnectionTimeout,
+        FailureReason::MediaFailure => D::MediaFailure,
+        _ => D::UnknownReason,
+    }
+}
+
+fn options(o: &proto::RoomOptions) -> RoomOptions {
+    let mut opts = RoomOptions::default();
+    if let Some(a) = o.auto_subscribe {
+        opts.join.auto_subscribe = a;
+    }
+    if let Some(a) = o.adaptive_stream {
+        opts.join.adaptive_stream = a;
+    }
+    if let Some(ms) = o.connect_timeout_ms.filter(|ms| *ms > 0) {
+        opts.join.connect_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = o.join_retries {
+        opts.retry.max_attempts = n.max(1);
+    }
+    opts
+}
+
+pub(super) fn connect(
+    server: &'static FfiServer,
+    r: proto::ConnectRequest,
+) -> FfiResult<proto::ConnectResponse> {
+    let async_id = server.async_id(r.request_async_id);
+    let opts = options(&r.options);
+    let work = async move {
+        let result = Room::connect(&r.url, &r.token, opts).await;
+        // Nothing below awaits: once finished, the callback is certain.
+        if !server.finish(async_id) {
+            return;
+        }
+        let callback = match result {
+            Ok((room, events)) => {
+                let info = room.info();
+                let local =
+                    owned_participant(server, &room.local_participant(), Some(room.clone()));
+                let participants = room
+                    .remote_participants()
+                    .iter()
+                    .map(|p| proto::connect_callback::ParticipantWithTracks {
+                        participant: owned_participant(server, p, None),
+                        publications: vec![],
+                    })
+                    .collect();
+                let ready = std::sync::Arc::new(tokio::sync::Notify::new());
+                let handle = server.insert_handle(FfiRoom {
+                    room: room.clone(),
+                    ready: ready.clone(),
+                });
+                server.spawn(forward_events(server, handle, ready, events));
+                proto::ConnectCallback {
+                    async_id,
+                    message: Some(proto::connect_callback::Message::Result(
+                        proto::connect_callback::Result {
+                            room: proto::OwnedRoom {
+                                handle: proto::FfiOwnedHandle { id: handle },
+                                info: room_info(&info),
+                            },
+                            local_participant: local,
+                            participants,
+                        },
+                    )),
+                    failure_reason: None,
+                }
+            }
+            Err(e) => proto::ConnectCallback {
+                async_id,
+                message: Some(proto::connect_callback::Message::Error(e.to_string())),
+                failure_reason: Some(failure_reason(e.failure_reason()) as i32),
+            },
+        };
+        server.send_event(Ev::Connect(callback));
+    };
+    server.spawn_async(async_id, work, move |message| {
+        FfiServer::global().send_event(Ev::Connect(proto::ConnectCallback {
+            async_id,
+            message: Some(proto::connect_callback::Message::Error(format!(
+                "connect panicked: {message}"
+            ))),
+            failure_reason: Some(proto::FailureReason::FailureOther as i32),
+        }))
+    });
+    Ok(proto::ConnectResponse { async_id })
+}
+
+/// Turns one room's engine events into FFI events, in order, ending with `eos`.
+async fn forward_events(
+    server: &'static FfiServer,
+    handle: u64,
+    ready: std::sync::Arc<tokio::sync::Notify>,
+    mut events: mpsc::Receiver<RoomEvent>,
+) {
+    let _ = tokio::time::timeout(READY_WAIT, ready.notified()).await;
+    let send = |m: RoomEv| {
+        server.send_event(Ev::RoomEvent(proto::RoomEvent {
+            room_handle: handle,
+            message: Some(m),
+        }))
+    };
+    while let Some(ev) = events.recv().await {
+        let m = match ev {
+            RoomEvent::ParticipantConnected(p) => {
+                RoomEv::ParticipantConnected(proto::ParticipantConnected {
+                    info: owned_participant(server, &p, None),
+                })
+            }
+            RoomEvent::ParticipantDisconnected {
+                participant,
+                reason,
+            } => RoomEv::ParticipantDisconnected(proto::ParticipantDisconnected {
+                participant_identity: participant.identity,
+                disconnect_reason: proto::DisconnectReason::try_from(reason)
+                    .unwrap_or(proto::DisconnectReason::UnknownReason)
+                    as i32,
+            }),
+            RoomEvent::ParticipantMetadataChanged { identity, new, .. } => {
+                RoomEv::ParticipantMetadataChanged(proto::ParticipantMetadataChanged {
+                    participant_identity: identity,
+                    metadata: new,
+                })
+            }
+            RoomEvent::ParticipantNameChanged { identity, new, .. } => {
+                RoomEv::ParticipantNameChanged(proto::ParticipantNameChanged {
+                    participant_identity: identity,
+                    name: new,
+                })
+            }
+            RoomEvent::ParticipantAttributesChanged {
+                identity,
+                changed,
+                attributes,
+            } => {
+                let entries = |m: HashMap<String, String>| {
+                    let mut v: Vec<_> = m
+                        .into_iter()
+                        .map(|(key, value)| proto::AttributesEntry { key, value })
+                        .collect();
+                    v.sort_by(|a, b| a.key.cmp(&b.key));
+                    v
+                };
+                RoomEv::ParticipantAttributesChanged(proto::ParticipantAttributesChanged {
+                    participant_identity: identity,
+                    attributes: entries(attributes),
+                    changed_attributes: entries(changed),
+                })
+            }
+            RoomEvent::RoomMetadataChanged { new, .. } => {
+                RoomEv::RoomMetadataChanged(proto::RoomMetadataChanged { metadata: new })
+            }
+            RoomEvent::ActiveSpeakersChanged { identities } => {
+                RoomEv::ActiveSpeakersChanged(proto::ActiveSpeakersChanged {
+                    participant_identities: identities,
+                })
+            }
+            RoomEvent::ConnectionQualityChanged { identity, quality } => {
+                RoomEv::ConnectionQualityChanged(proto::ConnectionQualityChanged {
+                    participant_identity: identity,
+                    quality,
+                })
+            }
+            RoomEvent::DataReceived(d) => {
+                let len = d.payload.len() as u64;
+                let buffer = FfiBuffer { data: d.payload };
+                let ptr = buffer.data.as_ptr() as u64;
+                // The Vec's heap block does not move when the buffer moves into the table.
+                let id = server.insert_handle(buffer);
+                RoomEv::DataPacketReceived(proto::DataPacketReceived {
+                    kind: match d.kind {
+                        DataKind::Reliable => proto::DataPacketKind::KindReliable,
+                        DataKind::Lossy => proto::DataPacketKind::KindLossy,
+                    } as i32,
+                    participant_identity: d.participant_identity,
+                    value: Some(proto::data_packet_received::Value::User(
+                        proto::UserPacket {
+                            data: proto::OwnedBuffer {
+                                handle: proto::FfiOwnedHandle { id },
+                                data: proto::BufferInfo {
+                                    data_ptr: ptr,
+                                    data_len: len,
+                                },
+                            },
+                            topic: d.topic,
+                        },
+                    )),
+                })
+            }
+            RoomEvent::DataPacket(p) => match p.value {
+                Some(crate::proto::data_packet::Value::SipDtmf(dtmf)) => {
+                    RoomEv::DataPacketReceived(proto::DataPacketReceived {
+                        kind: proto::DataPacketKind::KindReliable as i32,
+                        participant_identity: p.participant_identity,
+                        value: Some(proto::data_packet_received::Value::SipDtmf(
+                            proto::SipDtmf {
+                                code: dtmf.code,
+                                digit: Some(dtmf.digit),
+                            },
+                        )),
+                    })
+                }
+                _ => continue,
+            },
+            RoomEvent::ConnectionStateChanged(s) => {
+                let state = match s {
+                    ConnectionState::Connected => proto::ConnectionState::ConnConnected,
+                    ConnectionState::Reconnecting => proto::ConnectionState::ConnReconnecting,
+                    ConnectionState::Disconnected | ConnectionState::Failed => {
+                        proto::ConnectionState::ConnDisconnected
+                    }
+                    ConnectionState::Connecting => continue,
+                };
+                RoomEv::ConnectionStateChanged(proto::ConnectionStateChanged {
+                    state: state as i32,
+                })
+            }
+            RoomEvent::Reconnecting => RoomEv::Reconnecting(proto::Reconnecting {}),
+            RoomEvent::Reconnected => RoomEv::Reconnected(proto::Reconnected {}),
+            RoomEvent::TokenRefreshed(token) => {
+                RoomEv::TokenRefreshed(proto::TokenRefreshed { token })
+            }
+            RoomEvent::Disconnected { reason } => RoomEv::Disconnected(proto::Disconnected {
+                reason: disconnect_reason(reason) as i32,
+                failure_reason: Some(failure_reason(reason) as i32),
+            }),
+        };
+        send(m);
+    }
+    send(RoomEv::Eos(proto::RoomEos {}));
+}
+
+pub(super) fn ready_for_room_event(
+    server: &'static FfiServer,
+    r: proto::ReadyForRoomEventRequest,
+) -> FfiResult<proto::ReadyForRoomEventResponse> {
+    server.with_handle::<FfiRoom, _>(r.room_handle, |h| h.ready.notify_one())?;
+    Ok(proto::ReadyForRoomEventResponse {})
+}
+
+fn local_room(server: &FfiServer, handle: u64) -> FfiResult<Room> {
+    server
+        .with_handle::<FfiParticipant, _>(handle, |p| p.room.clone())?
+        .ok_or_else(|| FfiError::Invalid(format!("handle {handle} is not the local participant")))
+}
+
+pub(super) fn disconnect(
+    server: &'static FfiServer,
+    r: proto::DisconnectRequest,
+) -> FfiResult<proto::DisconnectResponse> {
+    let room = server.with_handle::<FfiRoom, _>(r.room_handle, |h| h.room.clone())?;
+    let async_id = server.async_id(r.request_async_id);
+    server.spawn_async(
+        async_id,
+        async move {
+            room.disconnect().await;
+            if server.finish(async_id) {
+                server.send_event(Ev::Disconnect(proto::DisconnectCallback { async_id }));
+            }
+        },
+        move |_| {
+            FfiServer::global().send_event(Ev::Disconnect(proto::DisconnectCallback { async_id }))
+        },
+    );
+    Ok(proto::DisconnectResponse { async_id })
+}
+
+pub(super) fn publish_data(
+    server: &'static FfiServer,
+    r: proto::PublishDataRequest,
+) -> FfiResult<proto::PublishDataResponse> {
+    let room = local_room(server, r.local_participant_handle)?;
+    let len = usize::try_from(r.data_len).map_err(|_| FfiError::Invalid("data_len".into()))?;
+    let async_id = server.async_id(r.request_async_id);
+    // Refuse what can never be sent before touching the caller's memory.
+    let payload = if len > MAX_MESSAGE_SIZE {
+        Err(format!(
+            "data packet of {len} bytes is over the limit of {MAX_MESSAGE_SIZE} bytes"
+        ))
+    } else if len > 0 && r.data_ptr == 0 {
+        return Err(FfiError::Invalid("data_ptr is null".into()));
+    } else if len == 0 {
+        Ok(Vec::new())
+    } else {
+        // SAFETY: the protocol makes the caller keep `data_len` bytes at `data_ptr`
+        // alive for the duration of this synchronous request; we copy them here.
+        Ok(unsafe { std::slice::from_raw_parts(r.data_ptr as *const u8, len) }.to_vec())
+    };
+    let kind = if r.reliable {
+        DataKind::Reliable
+    } else {
+        DataKind::Lossy
+    };
+    let mut destinations = r.destination_identities;
+    for sid in r.destination_sids {
+        if let Some(p) = room
+            .remote_participants()
+            .into_iter()
+            .find(|p| p.sid == sid)
+        {
+            destinations.push(p.identity);
+        }
+    }
+    let topic = r.topic;
+    server.spawn_async(
+        async_id,
+        async move {
+            let result = match payload {
+                Ok(payload) => room
+                    .publish_data(
+                        UserData {
+                            payload,
+                            topic,
+                            destination_identities: destinations,
+                        },
+                        kind,
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if server.finish(async_id) {
+                server.send_event(Ev::PublishData(proto::PublishDataCallback {
+                    async_id,
+                    error: result.err(),
+                }));
+            }
+        },
+        move |m| {
+            FfiServer::global().send_event(Ev::PublishData(proto::PublishDataCallback {
+                async_id,
+                error: Some(m),
+            }))
+        },
+    );
+    Ok(proto::PublishDataResponse { async_id })
+}
+
+/// The three "set local ..." requests: one metadata update, then a callback.
+fn update_local(
+    server: &'static FfiServer,
+    handle: u64,
+    requested: Option<u64>,
+    metadata: Option<String>,
+    name: Option<String>,
+    attributes: Option<HashMap<String, String>>,
+    callback: fn(u64, Option<String>) -> Ev,
+) -> FfiResult<u64> {
+    let room = local_room(server, handle)?;
+    let async_id = server.async_id(requested);
+    server.spawn_async(
+        async_id,
+        async move {
+            let result = room
+                .update_local_participant(metadata, name, attributes)
+                .await;
+            if server.finish(async_id) {
+                server.send_event(callback(async_id, result.err().map(|e| e.to_string())));
+            }
+        },
+        move |m| FfiServer::global().send_event(callback(async_id, Some(m))),
+    );
+    Ok(async_id)
+}
+
+pub(super) fn set_local_metadata(
+    server: &'static FfiServer,
+    r: proto::SetLocalMetadataRequest,
+) -> FfiResult<proto::SetLocalMetadataResponse> {
+    let async_id = update_local(
+        server,
+        r.local_participant_handle,
+        r.request_async_id,
+        Some(r.metadata),
+        None,
+        None,
+        |async_id, error| Ev::SetLocalMetadata(proto::SetLocalMetadataCallback { async_id, error }),
+    )?;
+    Ok(proto::SetLocalMetadataResponse { async_id })
+}
+
+pub(super) fn set_local_name(
+    server: &'static FfiServer,
+    r: proto::SetLocalNameRequest,
+) -> FfiResult<proto::SetLocalNameResponse> {
+    let async_id = update_local(
+        server,
+        r.local_participant_handle,
+        r.request_async_id,
+        None,
+        Some(r.name),
+        None,
+        |async_id, error| Ev::SetLocalName(proto::SetLocalNameCallback { async_id, error }),
+    )?;
+    Ok(proto::SetLocalNameResponse { async_id })
+}
+
+pub(super) fn set_local_attributes(
+    server: &'static FfiServer,
+    r: proto::SetLocalAttributesRequest,
+) -> FfiResult<proto::SetLocalAttributesResponse> {
+    let attributes = r.attributes.into_iter().map(|e| (e.key, e.value)).collect();
+    let async_id = update_local(
+        server,
+        r.local_participant_handle,
+        r.request_async_id,
+        None,
+        None,
+        Some(attributes),
+        |async_id, error| {
+            Ev::SetLocalAttributes(proto::SetLocalAttributesCallback { async_id, error })
+        },
+    )?;
+    Ok(proto::SetLocalAttributesResponse { async_id })
+}
