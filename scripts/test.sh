@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (once, cached outside the checkout),
-# then runs the Rust unit and integration tests against a real LiveKit server and the
-# official Python SDK as interop peer.
+# then runs the Rust unit and integration tests and the Python package's tests, all
+# against a real LiveKit server, with the official Python SDK as interop peer.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 "$ROOT/scripts/setup.sh"
+cd "$ROOT"
 
 echo "== rust: fmt, clippy"
 cargo fmt --all -- --check
@@ -13,3 +14,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== rust: tests (real LiveKit server on loopback)"
 cargo test --workspace -- --test-threads=4
+
+echo "== python: build and install the package (pip install .)"
+PY="$("$ROOT/scripts/python-env.sh")"
+
+echo "== python: mypy"
+"$PY" -m mypy
+
+echo "== python: tests"
+"$PY" -m pytest -q tests/python
