@@ -124,7 +124,9 @@ impl PeerConnection {
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .set_stats_interval(None)
             .set_sctp_max_message_size(MAX_MESSAGE_SIZE as u32)
-            .set_sctp_max_buffered_amount(1024 * 1024)
+            // Small enough that a burst waits in the caller (backpressure), not in SCTP
+            // (latency); large enough to keep the association busy.
+            .set_sctp_max_buffered_amount(256 * 1024)
             .build(Instant::now());
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| Error::Rtc(format!("bad host candidate {local}: {e}")))?;

@@ -386,7 +386,18 @@ async fn run(
                     return;
                 }
                 None => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    // Every handle is gone (e.g. a cancelled join): tell the server we
+                    // left, or it keeps our participant around waiting for a resume.
+                    let leave = proto::signal_request::Message::Leave(proto::LeaveRequest {
+                        reason: proto::DisconnectReason::ClientInitiated as i32,
+                        ..Default::default()
+                    });
+                    let bytes = proto::SignalRequest { message: Some(leave) }.encode_to_vec();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        let _ = ws.send(Message::Binary(bytes.into())).await;
+                        let _ = ws.close(None).await;
+                    })
+                    .await;
                     return;
                 }
             },
