@@ -203,3 +203,46 @@ async fn a_vanished_server_ends_in_failed_max_retries() {
     assert_eq!(alice.connection_state(), ConnectionState::Failed);
     assert_eq!(alice.failure_reason(), FailureReason::MaxRetries);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_is_rejoined_and_data_flows_again() {
+    common::init_logs();
+    let mut server = Server::start();
+    let (alice, mut arx) = server.join("phoenix", "alice").await;
+    server.restart();
+    wait_for(&mut arx, T, |e| {
+        matches!(e, RoomEvent::Reconnecting).then_some(())
+    })
+    .await;
+    wait_for(&mut arx, Duration::from_secs(40), |e| {
+        matches!(e, RoomEvent::Reconnected).then_some(())
+    })
+    .await;
+    assert_eq!(alice.connection_state(), ConnectionState::Connected);
+    assert_eq!(alice.failure_reason(), FailureReason::None);
+
+    // The rejoined session works: a newcomer sees alice and gets her data.
+    let (_bob, mut brx) = server.join("phoenix", "bob").await;
+    wait_for(&mut arx, T, |e| match e {
+        RoomEvent::ParticipantConnected(p) if p.identity == "bob" => Some(()),
+        _ => None,
+    })
+    .await;
+    alice
+        .publish_data(
+            livekit_ffi::UserData {
+                payload: b"back".to_vec(),
+                topic: None,
+                destination_identities: vec![],
+            },
+            livekit_ffi::DataKind::Reliable,
+        )
+        .await
+        .unwrap();
+    let got = wait_for(&mut brx, T, |e| match e {
+        RoomEvent::DataReceived(d) => Some(d.payload.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, b"back");
+}

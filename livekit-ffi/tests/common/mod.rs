@@ -94,6 +94,28 @@ impl Server {
         panic!("the LiveKit server did not become ready");
     }
 
+    /// Stops the server process and starts it again on the same ports and config
+    /// (every session on it is lost; clients must rejoin).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        self.child = Command::new(server_binary())
+            .arg("--config")
+            .arg(self.dir.join("livekit.yaml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("restart livekit server");
+        assert!(
+            self.wait_ready(Duration::from_secs(20)),
+            "the server did not come back"
+        );
+    }
+
     fn wait_ready(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
