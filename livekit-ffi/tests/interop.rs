@@ -159,3 +159,69 @@ async fn data_flows_both_ways_with_the_official_sdk() {
     assert!(status.success());
     room.disconnect().await;
 }
+
+/// The official Python SDK, unchanged, loads our core through its C ABI
+/// (`LIVEKIT_LIB_PATH`) and exchanges data with the official SDK on its own core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_runs_on_our_core() {
+    common::init_logs();
+    let python = official_python();
+    // Tests run from <target>/debug/deps; the cdylib sits in <target>/debug.
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("liblivekit_ffi.so");
+    assert!(lib.exists(), "{} was not built", lib.display());
+    let server = Server::start();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/official_peer.py");
+    let spawn = |identity: &str, peer: &str, ours: bool| {
+        let mut cmd = tokio::process::Command::new(&python);
+        cmd.arg(&script)
+            .arg(server.url())
+            .arg(server.token("dropin", identity))
+            .arg(peer)
+            .args([
+                "--send-reliable",
+                "3",
+                "--expect-reliable",
+                "3",
+                "--timeout",
+                "30",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if ours {
+            cmd.env("LIVEKIT_LIB_PATH", &lib);
+        }
+        cmd.spawn().expect("start an official peer")
+    };
+    let on_ours = spawn("on-ours", "on-theirs", true);
+    let on_theirs = spawn("on-theirs", "on-ours", false);
+    for (child, me, peer) in [
+        (on_ours, "on-ours", "on-theirs"),
+        (on_theirs, "on-theirs", "on-ours"),
+    ] {
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("the peer finishes")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{me} failed:\n{text}");
+        let payloads: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "data")
+            .map(|v| {
+                assert_eq!(v["topic"], "from-official", "{v}");
+                v["payload"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let expected: Vec<String> = (0..3).map(|i| format!("official-reliable-{i}")).collect();
+        assert_eq!(payloads, expected, "{me} got the wrong packets from {peer}");
+    }
+}
