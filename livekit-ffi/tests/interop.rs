@@ -166,6 +166,14 @@ async fn data_flows_both_ways_with_the_official_sdk() {
 async fn the_official_python_sdk_runs_on_our_core() {
     common::init_logs();
     let python = official_python();
+    // `cargo test` builds the rlib only: build the cdylib of these very sources.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "livekit-ffi", "--lib"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(built.success(), "could not build the cdylib");
     // Tests run from <target>/debug/deps; the cdylib sits in <target>/debug.
     let exe = std::env::current_exe().unwrap();
     let lib = exe
