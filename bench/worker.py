@@ -91,7 +91,9 @@ def varint(n: int) -> bytes:
 def native_request_cost(room: rtc.Room, n: int) -> float:
     """Microseconds per synchronous request that does no work in the core:
     `ready_for_room_event` on a connected room (a no-op once the room is running)."""
-    handle = room._ffi_handle.handle  # type: ignore[union-attr]
+    # Private on both stacks: the official keeps an FfiHandle, ours a plain int.
+    official = getattr(room, "_ffi_handle", None)
+    handle = official.handle if official is not None else room._handle  # type: ignore[attr-defined]
     inner = b"\x08" + varint(handle)
     raw = b"\x9a\x05" + varint(len(inner)) + inner
     try:  # our package: the PyO3 module

@@ -7,5 +7,5 @@ source "$ROOT/scripts/env.sh"
 PY="$("$ROOT/scripts/dev-venv.sh")"
 # A stale editable build (maturin develop) would shadow the installed one.
 rm -f "$ROOT"/python/livekit/rtc/_native*.so
-"$PY" -m pip install -q --disable-pip-version-check --no-build-isolation "$ROOT" >&2
+PATH="$(dirname "$PY"):$PATH" "$PY" -m pip install -q --disable-pip-version-check --no-build-isolation "$ROOT" >&2
 echo "$PY"

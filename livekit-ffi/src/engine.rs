@@ -7,6 +7,7 @@
 //! a loss rejoins under `RetryPolicy` (RECONNECTING) or gives up (FAILED).
 //! `Room` is the user's handle; dropping every clone of it leaves the room.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -251,7 +252,13 @@ struct Shared {
     conn: Mutex<(ConnectionState, FailureReason)>,
     link: tokio::sync::Mutex<Link>,
     token: Mutex<String>,
+    /// Signal requests waiting for the server's `RequestResponse`, by request_id.
+    requests: Mutex<HashMap<u32, oneshot::Sender<std::result::Result<(), String>>>>,
+    next_request: std::sync::atomic::AtomicU32,
 }
+
+/// How long the server may take to confirm or refuse a request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The send side of the current session; replaced on every rejoin.
 struct Link {
@@ -262,6 +269,15 @@ struct Link {
 
 enum Command {
     Disconnect(oneshot::Sender<()>),
+}
+
+/// Forgets a pending request however its caller ends (answer, timeout, cancel).
+struct RequestGuard<'a>(&'a Shared, u32);
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        self.0.requests.lock().remove(&self.1);
+    }
 }
 
 /// A joined room. Cheap to clone; the room is left when the last clone is dropped
@@ -298,6 +314,8 @@ impl Room {
                 sender: DataSender::default(),
             }),
             token: Mutex::new(token.to_owned()),
+            requests: Mutex::new(HashMap::new()),
+            next_request: std::sync::atomic::AtomicU32::new(1),
         });
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
@@ -374,24 +392,38 @@ impl Room {
     }
 
     /// Asks the server to change our metadata, name or attributes (needs the
-    /// `canUpdateOwnMetadata` grant); the change arrives as room events.
+    /// `canUpdateOwnMetadata` grant). Resolves when the server has applied it (the
+    /// change also arrives as room events) and fails with its reason when refused.
     pub async fn update_local_participant(
         &self,
         metadata: Option<String>,
         name: Option<String>,
-        attributes: Option<std::collections::HashMap<String, String>>,
+        attributes: Option<HashMap<String, String>>,
     ) -> Result<()> {
         let local = self.local_participant();
+        let request_id = self
+            .shared
+            .next_request
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let req = proto::UpdateParticipantMetadata {
-            metadata: metadata.unwrap_or(local.metadata),
-            name: name.unwrap_or(local.name),
-            attributes: attributes.unwrap_or_default(),
-            ..Default::default()
+            metadata: metadata.clone().unwrap_or(local.metadata),
+            name: name.clone().unwrap_or(local.name),
+            attributes: attributes.clone().unwrap_or_default(),
+            request_id,
         };
         let signal = self.shared.link.lock().await.signal.clone();
-        match signal {
-            Some(s) => s.send(Req::UpdateMetadata(req)).await,
-            None => Err(Error::NotConnected),
+        let Some(signal) = signal else {
+            return Err(Error::NotConnected);
+        };
+        let (tx, rx) = oneshot::channel();
+        self.shared.requests.lock().insert(request_id, tx);
+        let _forget = RequestGuard(&self.shared, request_id);
+        signal.send(Req::UpdateMetadata(req)).await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(message))) => Err(Error::Refused(message)),
+            Ok(Err(_)) => Err(Error::NotConnected),
+            Err(_) => Err(Error::Timeout("the server did not confirm the update")),
         }
     }
 
@@ -640,6 +672,29 @@ impl EngineTask {
             Resp::SpeakersChanged(sp) => self.shared.state.lock().on_speakers_changed(&sp.speakers),
             Resp::ConnectionQuality(q) => {
                 self.shared.state.lock().on_connection_quality(&q.updates)
+            }
+            Resp::RequestResponse(r) => {
+                log::debug!(
+                    "request {} answered: {:?} {}",
+                    r.request_id,
+                    r.reason,
+                    r.message
+                );
+                let waiter = self.shared.requests.lock().remove(&r.request_id);
+                if let Some(waiter) = waiter {
+                    let ok = r.reason == proto::request_response::Reason::Ok as i32;
+                    let reason = proto::request_response::Reason::try_from(r.reason)
+                        .map(|x| x.as_str_name().to_owned())
+                        .unwrap_or_else(|_| r.reason.to_string());
+                    let _ = waiter.send(if ok {
+                        Ok(())
+                    } else if r.message.is_empty() {
+                        Err(reason)
+                    } else {
+                        Err(format!("{reason}: {}", r.message))
+                    });
+                }
+                vec![]
             }
             Resp::RefreshToken(token) => {
                 *self.shared.token.lock() = token.clone();

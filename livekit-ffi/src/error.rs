@@ -22,6 +22,8 @@ pub enum Error {
     Signal(String),
     #[error("peer connection: {0}")]
     Rtc(String),
+    #[error("the server refused the request: {0}")]
+    Refused(String),
     #[error("timed out: {0}")]
     Timeout(&'static str),
 }

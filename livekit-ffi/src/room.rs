@@ -21,7 +21,8 @@ pub struct Participant {
     pub attributes: HashMap<String, String>,
     /// `ParticipantInfo.Kind` (standard, ingress, egress, sip, agent...).
     pub kind: i32,
-    pub joined_at: i64,
+    /// When the participant joined, in milliseconds since the epoch.
+    pub joined_at_ms: i64,
     version: u32,
 }
 
@@ -34,7 +35,11 @@ impl Participant {
             metadata: info.metadata.clone(),
             attributes: info.attributes.clone(),
             kind: info.kind,
-            joined_at: info.joined_at,
+            joined_at_ms: if info.joined_at_ms > 0 {
+                info.joined_at_ms
+            } else {
+                info.joined_at.saturating_mul(1000)
+            },
             version: info.version,
         }
     }

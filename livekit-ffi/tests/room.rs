@@ -253,3 +253,24 @@ async fn disconnect_is_clean_and_bounded() {
         .unwrap_or_default();
     assert!(list.is_empty(), "{list:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_without_the_grant_are_refused_by_the_server() {
+    common::init_logs();
+    let server = Server::start();
+    let claims = serde_json::json!({
+        "iss": common::API_KEY, "sub": "mallory", "nbf": 0, "exp": 4_000_000_000u64,
+        "video": {"room": "perm", "roomJoin": true, "canUpdateOwnMetadata": false},
+    });
+    let token = common::sign(&claims, common::API_SECRET);
+    let (room, _rx) =
+        livekit_ffi::Room::connect(&server.url(), &token, livekit_ffi::RoomOptions::default())
+            .await
+            .unwrap();
+    let err = room
+        .update_local_participant(Some("nope".into()), None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NOT_ALLOWED"), "{err}");
+    assert_eq!(room.local_participant().metadata, "");
+}

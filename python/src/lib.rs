@@ -30,13 +30,15 @@ fn initialize(callback: Py<PyAny>, capture_logs: bool, sdk: &str, sdk_version: &
     let callback = Arc::new(callback);
     FfiServer::global().initialize(
         Arc::new(move |bytes: &[u8]| {
-            Python::attach(|py| {
+            // Never block on (or unwind out of) an interpreter that is shutting down:
+            // events for it are dropped.
+            Python::try_attach(|py| {
                 let event = PyBytes::new(py, bytes);
                 if let Err(e) = callback.call1(py, (event,)) {
                     // An exception in the callback must not unwind into the core.
                     e.print(py);
                 }
-            })
+            });
         }),
         capture_logs,
     );

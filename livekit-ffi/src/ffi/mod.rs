@@ -141,8 +141,11 @@ impl FfiServer {
     }
 
     pub(crate) fn send_event(&self, message: proto::ffi_event::Message) {
-        let sink = self.sink.read().clone();
-        if let Some(sink) = sink {
+        // The read guard is held through the call: `dispose` takes the write lock, so
+        // once it returns no callback is running or will run (a client may tear its
+        // runtime down right after, as Python does at exit).
+        let sink = self.sink.read();
+        if let Some(sink) = sink.as_ref() {
             let bytes = proto::FfiEvent {
                 message: Some(message),
             }
@@ -239,25 +242,56 @@ impl FfiServer {
         }
     }
 
-    /// Releases every handle (rooms leave) and cancels pending work.
+    /// Releases every handle and cancels pending work. Rooms leave (bounded by a
+    /// couple of seconds when called off the runtime); no event is sent afterwards
+    /// unless the client initializes again.
     pub fn dispose(&'static self, asynchronous: bool) -> proto::DisposeResponse {
+        let sink = if asynchronous {
+            self.sink.read().clone()
+        } else {
+            self.sink.write().take()
+        };
         let pending: Vec<_> = self.pending.lock().drain().collect();
         for (_, task) in pending {
             task.abort();
         }
         let handles: Vec<_> = self.handles.lock().drain().collect();
+        let rooms: Vec<_> = handles
+            .iter()
+            .filter_map(|(_, h)| room::room_of(h))
+            .collect();
         drop(handles);
+        let leave_all = async move {
+            let leaving = rooms.iter().map(|r| r.disconnect());
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                futures_util::future::join_all(leaving),
+            )
+            .await;
+        };
         if asynchronous {
             let async_id = self.next_id();
             self.spawn(async move {
-                self.send_event(proto::ffi_event::Message::Dispose(proto::DisposeCallback {
-                    async_id,
-                }));
+                leave_all.await;
+                if let Some(sink) = sink {
+                    let bytes = proto::FfiEvent {
+                        message: Some(proto::ffi_event::Message::Dispose(proto::DisposeCallback {
+                            async_id,
+                        })),
+                    }
+                    .encode_to_vec();
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(&bytes)));
+                }
             });
             proto::DisposeResponse {
                 async_id: Some(async_id),
             }
         } else {
+            if tokio::runtime::Handle::try_current().is_err() {
+                self.runtime.block_on(leave_all);
+            } else {
+                self.spawn(leave_all);
+            }
             proto::DisposeResponse { async_id: None }
         }
     }

@@ -35,6 +35,11 @@ impl Drop for FfiRoom {
     }
 }
 
+/// The room behind a handle, if it is a room handle.
+pub(super) fn room_of(handle: &(dyn std::any::Any + Send + Sync)) -> Option<Room> {
+    handle.downcast_ref::<FfiRoom>().map(|r| r.room.clone())
+}
+
 /// A participant handle; the local one can act on the room.
 pub(crate) struct FfiParticipant {
     room: Option<Room>,
@@ -62,7 +67,7 @@ fn participant_info(p: &Participant) -> proto::ParticipantInfo {
         attributes: p.attributes.clone(),
         kind: kind as i32,
         disconnect_reason: proto::DisconnectReason::UnknownReason as i32,
-        joined_at: p.joined_at,
+        joined_at: p.joined_at_ms,
         client_protocol: 0,
     }
 }

@@ -1,0 +1,66 @@
+"""LiveKit real-time client for Python (`livekit.rtc`).
+
+How the pieces fit: the Rust core (`_native`, built from livekit-ffi) does the
+signaling, WebRTC and data channels and speaks protobuf messages (`_proto`).
+`_ffi_client` sends its requests and routes its events, from the core's threads, to
+the one room or waiter each belongs to, on that room's asyncio loop. `Room`,
+`LocalParticipant` and `RemoteParticipant` rebuild the official SDK's API on top, and
+release their native handles deterministically (`async with Room() as room`).
+"""
+
+from ._proto.participant_pb2 import DisconnectReason, ParticipantKind, ParticipantState
+from ._proto.room_pb2 import (
+    ConnectionQuality,
+    ConnectionState,
+    ContinualGatheringPolicy,
+    DataPacketKind,
+    FailureReason,
+    IceServer,
+    IceTransportType,
+)
+from ._proto.track_pb2 import TrackKind, TrackSource
+from .event_emitter import EventEmitter
+from .participant import (
+    LocalParticipant,
+    Participant,
+    ParticipantUpdateError,
+    PublishDataError,
+    RemoteParticipant,
+)
+from .room import (
+    ConnectError,
+    DataPacket,
+    Room,
+    RoomOptions,
+    RtcConfiguration,
+    SipDTMF,
+)
+from .version import __version__
+
+__all__ = [
+    "ConnectError",
+    "ConnectionQuality",
+    "ConnectionState",
+    "ContinualGatheringPolicy",
+    "DataPacket",
+    "DataPacketKind",
+    "DisconnectReason",
+    "EventEmitter",
+    "FailureReason",
+    "IceServer",
+    "IceTransportType",
+    "LocalParticipant",
+    "Participant",
+    "ParticipantKind",
+    "ParticipantState",
+    "ParticipantUpdateError",
+    "PublishDataError",
+    "RemoteParticipant",
+    "Room",
+    "RoomOptions",
+    "RtcConfiguration",
+    "SipDTMF",
+    "TrackKind",
+    "TrackSource",
+    "__version__",
+]

@@ -1,0 +1,485 @@
+"""`Room`: one connection to a LiveKit room, its participants and its events.
+
+A connected room owns native handles (the room, every participant). They are
+released exactly once, by whichever comes first: `disconnect()` / `aclose()` /
+`async with`, or the end of the room's event stream (`eos`) when the server ends the
+session. Events reach the room on the loop that called `connect()`; events that
+arrive while `connect()` is still finishing are held back and delivered, in order,
+right after it returns, so handlers registered just after `await room.connect(...)`
+miss nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional
+
+from ._ffi_client import (
+    FfiClient,
+    FfiRequestError,
+    owned_handles,
+    read_buffer,
+    room_event_handles,
+)
+from ._proto import ffi_pb2 as proto_ffi
+from ._proto import participant_pb2 as proto_participant
+from ._proto import room_pb2 as proto_room
+from .event_emitter import EventEmitter
+from .log import logger
+from .participant import LocalParticipant, Participant, RemoteParticipant
+
+EventTypes = Literal[
+    "participant_connected",
+    "participant_disconnected",
+    "local_track_published",
+    "local_track_unpublished",
+    "local_track_subscribed",
+    "track_published",
+    "track_unpublished",
+    "track_subscribed",
+    "track_unsubscribed",
+    "track_subscription_failed",
+    "track_muted",
+    "track_unmuted",
+    "active_speakers_changed",
+    "room_metadata_changed",
+    "participant_metadata_changed",
+    "participant_name_changed",
+    "participant_attributes_changed",
+    "connection_quality_changed",
+    "transcription_received",
+    "data_received",
+    "sip_dtmf_received",
+    "e2ee_state_changed",
+    "connection_state_changed",
+    "connected",
+    "disconnected",
+    "reconnecting",
+    "reconnected",
+    "room_updated",
+    "token_refreshed",
+]
+
+# How long disconnect() waits, after the core confirmed it, for the stream's last
+# events (the "disconnected" event, eos) before releasing the room anyway.
+_STREAM_END_TIMEOUT = 5.0
+
+
+@dataclass
+class RtcConfiguration:
+    """WebRTC settings: which ICE candidates to use and which ICE servers to ask."""
+
+    ice_transport_type: proto_room.IceTransportType.ValueType = proto_room.TRANSPORT_ALL
+    continual_gathering_policy: proto_room.ContinualGatheringPolicy.ValueType = (
+        proto_room.GATHER_CONTINUALLY
+    )
+    ice_servers: List[proto_room.IceServer] = field(default_factory=list)
+    """STUN/TURN servers; when empty, the ones the server hands out are used."""
+
+
+@dataclass
+class RoomOptions:
+    auto_subscribe: bool = True
+    """Subscribe to remote tracks as they are published."""
+    dynacast: bool = False
+    e2ee: Optional[Any] = None
+    """End-to-end encryption options; not supported yet (must stay None)."""
+    rtc_config: Optional[RtcConfiguration] = None
+    connect_timeout: Optional[float] = None
+    """Seconds allowed for the join (signaling and transport); None: the core's default."""
+    single_peer_connection: Optional[bool] = None
+
+
+@dataclass
+class DataPacket:
+    data: bytes
+    kind: proto_room.DataPacketKind.ValueType
+    participant: Optional[RemoteParticipant]
+    """The sender; None when a server-side API sent the packet."""
+    topic: Optional[str] = None
+
+
+@dataclass
+class SipDTMF:
+    code: int
+    digit: str
+    participant: Optional[RemoteParticipant] = None
+
+
+class ConnectError(Exception):
+    """`Room.connect` failed; `reason` says why (a `FailureReason` value)."""
+
+    def __init__(
+        self,
+        message: str,
+        reason: proto_room.FailureReason.ValueType = proto_room.FAILURE_OTHER,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+class Room(EventEmitter[EventTypes]):
+    """A LiveKit room; see the module doc for the lifecycle."""
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        super().__init__()
+        # Events are delivered on the loop that runs connect(); `loop` is only a default.
+        self._loop = loop
+        self._info = proto_room.RoomInfo()
+        self._handle: Optional[int] = None
+        self._local: Optional[LocalParticipant] = None
+        self._remote: Dict[str, RemoteParticipant] = {}
+        self._state: proto_room.ConnectionState.ValueType = proto_room.CONN_DISCONNECTED
+        self._failure_reason: proto_room.FailureReason.ValueType = proto_room.FAILURE_NONE
+        self._token = ""
+        self._connecting = False
+        # Events held back until connect() has returned (None: deliver at once).
+        self._backlog: Optional[List[proto_room.RoomEvent]] = None
+        self._announce_connected = False
+        self._closing: Optional[asyncio.Future[None]] = None
+        self._sid_future: Optional[asyncio.Future[str]] = None
+
+    # ---- properties -----------------------------------------------------------------
+
+    @property
+    async def sid(self) -> str:
+        """The room's sid; waits for the server to assign one if needed."""
+        if self._info.sid:
+            return self._info.sid
+        if self._sid_future is None:
+            self._sid_future = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(self._sid_future)
+
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def metadata(self) -> str:
+        return self._info.metadata
+
+    @property
+    def local_participant(self) -> LocalParticipant:
+        if self._local is None:
+            raise Exception("cannot access local participant before connecting")
+        return self._local
+
+    @property
+    def remote_participants(self) -> Mapping[str, RemoteParticipant]:
+        """Remote participants by identity."""
+        return self._remote
+
+    @property
+    def connection_state(self) -> proto_room.ConnectionState.ValueType:
+        return self._state
+
+    @property
+    def failure_reason(self) -> proto_room.FailureReason.ValueType:
+        """Why the last connection ended (FAILURE_NONE while connected or after a
+        client-initiated disconnect). Not in the official SDK."""
+        return self._failure_reason
+
+    def isconnected(self) -> bool:
+        return self._handle is not None and self._state != proto_room.CONN_DISCONNECTED
+
+    def on(
+        self, event: EventTypes, callback: Optional[Callable[..., Any]] = None
+    ) -> Callable[..., Any]:
+        """Registers `callback` for `event`; without a callback, returns a decorator.
+
+        Register before `connect()` to see every event. Handlers are plain functions
+        (not coroutines) and may take fewer arguments than the event provides.
+        """
+        return super().on(event, callback)
+
+    # ---- connection lifecycle -------------------------------------------------------
+
+    async def connect(self, url: str, token: str, options: RoomOptions = RoomOptions()) -> None:
+        """Joins the room at `url` (ws:// or wss://) with an access `token`.
+
+        Raises `ConnectError` (with `.reason`) when the join fails. Cancelling the call
+        (e.g. by `asyncio.wait_for`) abandons the join and releases whatever it made.
+        """
+        if self._connecting or self._handle is not None:
+            raise ConnectError("the room is already connected or connecting")
+        req = _connect_request(url, token, options)
+        self._drain_backlog()  # leftovers of an earlier session, if any
+        loop = self._loop = asyncio.get_running_loop()
+        self._connecting = True
+        self._backlog = []
+        try:
+            event = await FfiClient.instance().call(
+                req, room_sink=self._on_room_event, on_late=self._abandon_connect
+            )
+            cb = event.connect
+            if cb.WhichOneof("message") != "result":
+                reason = proto_room.FAILURE_OTHER
+                if cb.HasField("failure_reason"):
+                    reason = cb.failure_reason
+                raise ConnectError(cb.error or "connect failed", reason)
+            self._adopt(cb.result)
+        except FfiRequestError as e:
+            raise ConnectError(str(e)) from None
+        finally:
+            self._connecting = False
+            if self._handle is None:
+                self._drain_backlog()  # nothing to deliver: drops what they hold
+        self._announce_connected = True
+        loop.call_soon(self._drain_backlog)
+        # The core holds the room's events back until we say we can route them.
+        ready = proto_ffi.FfiRequest()
+        ready.ready_for_room_event.room_handle = self._handle or 0
+        try:
+            FfiClient.instance().request(ready)
+        except FfiRequestError as e:  # the room is already gone; its eos will say so
+            logger.debug("ready_for_room_event refused: %s", e)
+
+    async def disconnect(self) -> None:
+        """Leaves the room and releases it; does nothing when not connected."""
+        handle = self._handle
+        if handle is None:
+            return
+        closing = self._closing
+        if closing is not None:  # another disconnect() is under way
+            await asyncio.shield(closing)
+            return
+        closing = self._closing = asyncio.get_running_loop().create_future()
+        req = proto_ffi.FfiRequest()
+        req.disconnect.room_handle = handle
+        req.disconnect.reason = proto_participant.CLIENT_INITIATED
+        try:
+            await FfiClient.instance().call(req)
+            await asyncio.wait_for(asyncio.shield(closing), _STREAM_END_TIMEOUT)
+        except (FfiRequestError, asyncio.TimeoutError) as e:
+            logger.debug("disconnect did not finish cleanly: %s", e)
+        finally:
+            self._release()
+
+    async def aclose(self) -> None:
+        """Disconnects and releases every native resource of the room now."""
+        await self.disconnect()
+        self._release()
+
+    async def __aenter__(self) -> "Room":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _adopt(self, result: proto_room.ConnectCallback.Result) -> None:
+        self._handle = result.room.handle.id
+        self._info.CopyFrom(result.room.info)
+        self._state = proto_room.CONN_CONNECTED
+        self._failure_reason = proto_room.FAILURE_NONE
+        self._local = LocalParticipant(result.local_participant)
+        self._remote = {}
+        client = FfiClient.instance()
+        for item in result.participants:
+            for pub in item.publications:  # tracks are not supported yet
+                client.drop_handle(pub.handle.id)
+            self._add_remote(RemoteParticipant(item.participant))
+        if self._info.sid:
+            self._set_sid(self._info.sid)
+
+    def _abandon_connect(self, event: proto_ffi.FfiEvent) -> None:
+        """A connect result nobody waits for any more: leave and release it."""
+        if event.connect.HasField("result"):
+            client = FfiClient.instance()
+            client.close_room(event.connect.result.room.handle.id)
+            for handle in owned_handles(event):
+                client.drop_handle(handle)
+
+    def _release(self) -> None:
+        """Drops every handle of the current session, once; idempotent."""
+        handle = self._handle
+        if handle is None:
+            return
+        self._handle = None
+        self._state = proto_room.CONN_DISCONNECTED
+        client = FfiClient.instance()
+        client.close_room(handle)
+        for participant in self._remote.values():
+            participant._release()
+        self._remote = {}
+        if self._local is not None:
+            self._local._release()
+        client.drop_handle(handle)
+        if self._sid_future is not None and self._sid_future.done():
+            self._sid_future = None  # the next session has its own sid
+        closing, self._closing = self._closing, None
+        if closing is not None and not closing.done():
+            closing.set_result(None)
+
+    # ---- events ---------------------------------------------------------------------
+
+    def _on_room_event(self, event: proto_ffi.FfiEvent) -> None:
+        """The room's sink, called on its loop once per event, in order."""
+        if self._backlog is not None:
+            self._backlog.append(event.room_event)
+        else:
+            self._handle_event(event.room_event)
+
+    def _drain_backlog(self) -> None:
+        backlog = self._backlog
+        if backlog is None or self._connecting:
+            return
+        if self._announce_connected:
+            self._announce_connected = False
+            if self._handle is not None:
+                self.emit("connected")
+        i = 0
+        while i < len(backlog):
+            self._handle_event(backlog[i])
+            i += 1
+        self._backlog = None
+
+    def _handle_event(self, event: proto_room.RoomEvent) -> None:
+        if self._handle is None or event.room_handle != self._handle:
+            # A stale event of a room already released: only free what it carries.
+            client = FfiClient.instance()
+            for handle in room_event_handles(event):
+                client.drop_handle(handle)
+            return
+        try:
+            self._dispatch(event)
+        except Exception:
+            logger.exception("failed to handle room event %s", event.WhichOneof("message"))
+
+    def _dispatch(self, event: proto_room.RoomEvent) -> None:
+        which = event.WhichOneof("message")
+        if which == "participant_connected":
+            participant = RemoteParticipant(event.participant_connected.info)
+            self._add_remote(participant)
+            self.emit("participant_connected", participant)
+        elif which == "participant_disconnected":
+            ev_pd = event.participant_disconnected
+            gone = self._remote.pop(ev_pd.participant_identity, None)
+            if gone is not None:
+                gone._info.disconnect_reason = ev_pd.disconnect_reason
+                gone._info.state = proto_participant.PARTICIPANT_STATE_DISCONNECTED
+                gone._release()
+                self.emit("participant_disconnected", gone)
+        elif which == "participant_metadata_changed":
+            ev_md = event.participant_metadata_changed
+            p = self._participant(ev_md.participant_identity)
+            if p is not None:
+                old = p.metadata
+                p._info.metadata = ev_md.metadata
+                self.emit("participant_metadata_changed", p, old, ev_md.metadata)
+        elif which == "participant_name_changed":
+            ev_nc = event.participant_name_changed
+            p = self._participant(ev_nc.participant_identity)
+            if p is not None:
+                old = p.name
+                p._info.name = ev_nc.name
+                self.emit("participant_name_changed", p, old, ev_nc.name)
+        elif which == "participant_attributes_changed":
+            ev_ac = event.participant_attributes_changed
+            p = self._participant(ev_ac.participant_identity)
+            if p is not None:
+                p._info.attributes.clear()
+                p._info.attributes.update({e.key: e.value for e in ev_ac.attributes})
+                changed = {e.key: e.value for e in ev_ac.changed_attributes}
+                self.emit("participant_attributes_changed", changed, p)
+        elif which == "active_speakers_changed":
+            identities = event.active_speakers_changed.participant_identities
+            speakers = [sp for sp in map(self._participant, identities) if sp is not None]
+            self.emit("active_speakers_changed", speakers)
+        elif which == "connection_quality_changed":
+            ev_cq = event.connection_quality_changed
+            p = self._participant(ev_cq.participant_identity)
+            if p is not None:
+                self.emit("connection_quality_changed", p, ev_cq.quality)
+        elif which == "data_packet_received":
+            self._on_data_packet(event.data_packet_received)
+        elif which == "room_metadata_changed":
+            old_metadata = self._info.metadata
+            self._info.metadata = event.room_metadata_changed.metadata
+            self.emit("room_metadata_changed", old_metadata, self._info.metadata)
+        elif which == "room_sid_changed":
+            self._info.sid = event.room_sid_changed.sid
+            self._set_sid(self._info.sid)
+        elif which == "room_updated":
+            self._info.CopyFrom(event.room_updated)
+            if self._info.sid:
+                self._set_sid(self._info.sid)
+            self.emit("room_updated")
+        elif which == "connection_state_changed":
+            self._state = event.connection_state_changed.state
+            self.emit("connection_state_changed", self._state)
+        elif which == "disconnected":
+            self._state = proto_room.CONN_DISCONNECTED
+            if event.disconnected.HasField("failure_reason"):
+                self._failure_reason = event.disconnected.failure_reason
+            self.emit("disconnected", event.disconnected.reason)
+        elif which == "reconnecting":
+            self.emit("reconnecting")
+        elif which == "reconnected":
+            self.emit("reconnected")
+        elif which == "token_refreshed":
+            self._token = event.token_refreshed.token
+            self.emit("token_refreshed")
+        elif which == "eos":
+            self._release()
+
+    def _on_data_packet(self, packet: proto_room.DataPacketReceived) -> None:
+        sender = self._remote.get(packet.participant_identity)
+        which = packet.WhichOneof("value")
+        if which == "user":
+            owned = packet.user.data
+            try:
+                data = read_buffer(owned.data.data_ptr, owned.data.data_len)
+            finally:
+                FfiClient.instance().drop_handle(owned.handle.id)
+            topic = packet.user.topic
+            packet_out = DataPacket(data=data, kind=packet.kind, participant=sender, topic=topic)
+            self.emit("data_received", packet_out)
+        elif which == "sip_dtmf":
+            code, digit = packet.sip_dtmf.code, packet.sip_dtmf.digit
+            self.emit("sip_dtmf_received", SipDTMF(code=code, digit=digit, participant=sender))
+
+    def _add_remote(self, participant: RemoteParticipant) -> None:
+        previous = self._remote.get(participant.identity)
+        if previous is not None:
+            previous._release()
+        self._remote[participant.identity] = participant
+
+    def _participant(self, identity: str) -> Optional[Participant]:
+        local = self._local
+        if local is not None and identity and identity == local.identity:
+            return local
+        return self._remote.get(identity)
+
+    def _set_sid(self, sid: str) -> None:
+        fut = self._sid_future
+        if fut is not None and not fut.done():
+            fut.set_result(sid)
+
+    def __repr__(self) -> str:
+        return (
+            f"rtc.Room(sid={self._info.sid or 'unknown'}, name={self.name}, "
+            f"metadata={self.metadata}, connection_state={self._state})"
+        )
+
+
+def _connect_request(url: str, token: str, options: RoomOptions) -> proto_ffi.FfiRequest:
+    if options.e2ee is not None:
+        raise ConnectError("end-to-end encryption is not supported yet")
+    req = proto_ffi.FfiRequest()
+    req.connect.url = url
+    req.connect.token = token
+    opts = req.connect.options
+    opts.auto_subscribe = options.auto_subscribe
+    opts.dynacast = options.dynacast
+    if options.rtc_config is not None:
+        rtc = opts.rtc_config
+        rtc.ice_transport_type = options.rtc_config.ice_transport_type
+        rtc.continual_gathering_policy = options.rtc_config.continual_gathering_policy
+        rtc.ice_servers.extend(options.rtc_config.ice_servers)
+    if options.connect_timeout is not None:
+        opts.connect_timeout_ms = max(1, int(options.connect_timeout * 1000))
+    if options.single_peer_connection is not None:
+        opts.single_peer_connection = options.single_peer_connection
+    return req

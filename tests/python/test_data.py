@@ -1,0 +1,105 @@
+"""Data packets between rooms: topic, sender, kind, destinations, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Tuple
+
+import pytest
+
+from helpers import Recorder, settle
+from livekit import rtc
+
+Join = Callable[..., Awaitable[rtc.Room]]
+
+
+async def pair(join: Join) -> Tuple[rtc.Room, rtc.Room]:
+    """alice and bob in one room, each seeing the other."""
+    alice = await join("alice")
+    bob = await join("bob")
+    assert await settle(lambda: "bob" in alice.remote_participants)
+    return alice, bob
+
+
+async def test_reliable_both_ways_with_topic_and_sender(join: Join) -> None:
+    alice, bob = await pair(join)
+    at_alice = Recorder(alice, "data_received")
+    at_bob = Recorder(bob, "data_received")
+
+    for i in range(5):
+        await alice.local_participant.publish_data(f"a{i}", topic="chat")
+    await bob.local_participant.publish_data(b"\x00\x01binary", topic="bin")
+
+    await settle(lambda: len(at_bob.of("data_received")) == 5)
+    packets = [args[0] for args in at_bob.of("data_received")]
+    assert [p.data for p in packets] == [f"a{i}".encode() for i in range(5)]  # in order
+    for p in packets:
+        assert isinstance(p, rtc.DataPacket)
+        assert p.topic == "chat"
+        assert p.kind == rtc.DataPacketKind.KIND_RELIABLE
+        assert p.participant is bob.remote_participants["alice"]
+
+    (p,) = await at_alice.wait("data_received")
+    assert (p.data, p.topic) == (b"\x00\x01binary", "bin")
+    assert p.participant is alice.remote_participants["bob"]
+
+
+async def test_lossy(join: Join) -> None:
+    alice, bob = await pair(join)
+    at_bob = Recorder(bob, "data_received")
+    for i in range(20):
+        await alice.local_participant.publish_data(f"l{i}", reliable=False, topic="pos")
+        await asyncio.sleep(0.005)
+    (p,) = await at_bob.wait("data_received")
+    assert p.kind == rtc.DataPacketKind.KIND_LOSSY
+    assert p.topic == "pos"
+    assert p.data.startswith(b"l")
+    assert p.participant is bob.remote_participants["alice"]
+    await settle(lambda: len(at_bob.of("data_received")) >= 15, timeout=3)
+    assert len(at_bob.of("data_received")) >= 15  # loopback loses next to nothing
+
+
+async def test_empty_topic_and_payload(join: Join) -> None:
+    alice, bob = await pair(join)
+    at_bob = Recorder(bob, "data_received")
+    await alice.local_participant.publish_data(b"")
+    await alice.local_participant.publish_data("x")
+    await settle(lambda: len(at_bob.of("data_received")) == 2)
+    first, second = (a[0] for a in at_bob.of("data_received"))
+    assert (first.data, first.topic) == (b"", "")
+    assert second.data == b"x"
+
+
+async def test_destination_identities(join: Join) -> None:
+    alice = await join("alice")
+    bob = await join("bob")
+    carol = await join("carol")
+    assert await settle(lambda: {"bob", "carol"} <= set(alice.remote_participants))
+    at_bob = Recorder(bob, "data_received")
+    at_carol = Recorder(carol, "data_received")
+
+    await alice.local_participant.publish_data("for bob", destination_identities=["bob"])
+    await alice.local_participant.publish_data("for all", topic="marker")
+
+    # Reliable packets are ordered: once carol has the marker, she would have had the
+    # first packet too if it had been sent to her.
+    await at_carol.wait("data_received", lambda p: p.topic == "marker")
+    await at_bob.wait("data_received", lambda p: p.topic == "marker")
+    assert [a[0].data for a in at_bob.of("data_received")] == [b"for bob", b"for all"]
+    assert [a[0].data for a in at_carol.of("data_received")] == [b"for all"]
+
+
+async def test_oversized_payload_raises(join: Join) -> None:
+    alice, _ = await pair(join)
+    with pytest.raises(rtc.PublishDataError):
+        await alice.local_participant.publish_data(b"x" * 70_000)
+    # The room is still usable afterwards.
+    await alice.local_participant.publish_data(b"x" * 10_000)
+
+
+async def test_publish_after_disconnect_raises(join: Join) -> None:
+    alice = await join("alice")
+    local = alice.local_participant
+    await alice.disconnect()
+    with pytest.raises(rtc.PublishDataError):
+        await local.publish_data("late")
