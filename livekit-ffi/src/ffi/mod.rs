@@ -306,3 +306,131 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
         "unknown panic".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn events() -> &'static Mutex<Vec<proto::FfiEvent>> {
+        static EVENTS: OnceLock<Mutex<Vec<proto::FfiEvent>>> = OnceLock::new();
+        EVENTS.get_or_init(|| {
+            FfiServer::global().initialize(
+                Arc::new(|bytes: &[u8]| {
+                    if let Ok(e) = proto::FfiEvent::decode(bytes) {
+                        events().lock().push(e);
+                    }
+                }),
+                false,
+            );
+            Mutex::new(Vec::new())
+        })
+    }
+
+    fn wait_for(pred: impl Fn(&proto::FfiEvent) -> bool) -> bool {
+        for _ in 0..100 {
+            if events().lock().iter().any(&pred) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn a_panic_in_async_work_becomes_an_error_and_a_panic_event() {
+        let _ = events();
+        let server = FfiServer::global();
+        let (tx, rx) = std::sync::mpsc::channel();
+        server.spawn_async(
+            424242,
+            async { panic!("boom in the core") },
+            move |message| {
+                let _ = tx.send(message);
+            },
+        );
+        let message = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("on_panic ran");
+        assert!(message.contains("boom in the core"));
+        assert!(wait_for(|e| matches!(
+            &e.message,
+            Some(proto::ffi_event::Message::Panic(p)) if p.message.contains("boom")
+        )));
+        // The server still serves requests afterwards.
+        let req = proto::FfiRequest {
+            message: Some(proto::ffi_request::Message::Cancel(proto::CancelRequest {
+                async_id: 1,
+            })),
+        };
+        assert!(server.handle_request(&req.encode_to_vec()).is_ok());
+    }
+
+    #[test]
+    fn bad_requests_are_errors_not_crashes() {
+        let server = FfiServer::global();
+        assert!(matches!(
+            server.handle_request(&[0xff, 0xff]),
+            Err(FfiError::Decode(_))
+        ));
+        assert!(matches!(server.handle_request(&[]), Err(FfiError::Empty)));
+        let req = proto::FfiRequest {
+            message: Some(proto::ffi_request::Message::Disconnect(
+                proto::DisconnectRequest {
+                    room_handle: 987_654_321,
+                    ..Default::default()
+                },
+            )),
+        };
+        assert!(matches!(
+            server.handle_request(&req.encode_to_vec()),
+            Err(FfiError::UnknownHandle(987_654_321))
+        ));
+        // A request kind we do not implement (FfiRequest field 5, publish_track) decodes
+        // to nothing and is refused.
+        assert!(server.handle_request(&[0x2a, 0x00]).is_err());
+        assert!(!server.drop_handle(987_654_321));
+    }
+
+    #[test]
+    fn cancelled_work_sends_no_callback() {
+        let server = FfiServer::global();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        server.spawn_async(
+            777,
+            async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let _ = tx.send(());
+            },
+            |_| {},
+        );
+        let req = proto::FfiRequest {
+            message: Some(proto::ffi_request::Message::Cancel(proto::CancelRequest {
+                async_id: 777,
+            })),
+        };
+        let res = proto::FfiResponse::decode(
+            server
+                .handle_request(&req.encode_to_vec())
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        assert!(
+            matches!(res.message, Some(proto::ffi_response::Message::Cancel(c)) if c.cancelled)
+        );
+        // The task is gone: its channel closed without a value.
+        assert!(rx.recv_timeout(Duration::from_secs(2)).is_err());
+        // A second cancel finds nothing.
+        let res = proto::FfiResponse::decode(
+            server
+                .handle_request(&req.encode_to_vec())
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        assert!(
+            matches!(res.message, Some(proto::ffi_response::Message::Cancel(c)) if !c.cancelled)
+        );
+    }
+}
