@@ -69,6 +69,9 @@ struct Session {
     /// Messages and peer events that arrived while establishing, in order.
     backlog: Vec<Backlog>,
     subscriber_answered: bool,
+    /// Whether the publisher's data channels are open (it may finish after the join
+    /// when the subscriber is primary).
+    publisher_ready: bool,
 }
 
 enum Backlog {
@@ -110,6 +113,7 @@ impl Session {
             join,
             backlog: Vec::new(),
             subscriber_answered: false,
+            publisher_ready: false,
         };
         match tokio::time::timeout(opts.ice_timeout, s.negotiate_until_ready()).await {
             Ok(Ok(())) => Ok(s),
@@ -128,15 +132,29 @@ impl Session {
     }
 
     async fn negotiate_until_ready(&mut self) -> Result<()> {
+        let started = Instant::now();
         let offer = self.publisher.create_offer().await?;
         self.send_offer(offer).await?;
-        let need_subscriber = self.join.subscriber_primary;
+        // The join is done when the primary connection is up, as in the official SDKs;
+        // when the subscriber is primary, the publisher finishes in the background and
+        // data sent meanwhile waits for its channels (one Ta of str0m's ICE pacing).
+        let subscriber_primary = self.join.subscriber_primary;
         let (mut pub_up, mut sub_up, mut reliable, mut lossy, mut sub_channel) =
             (false, false, false, false, false);
-        while !(pub_up && reliable && lossy && (!need_subscriber || (sub_up && sub_channel))) {
+        loop {
+            self.publisher_ready = pub_up && reliable && lossy;
+            let ready = if subscriber_primary {
+                sub_up && sub_channel
+            } else {
+                self.publisher_ready
+            };
+            if ready {
+                break;
+            }
             tokio::select! {
                 ev = self.signal_rx.recv() => match ev {
                     Some(SignalEvent::Message(m)) => {
+                        log::debug!("join +{:?}: signal {}", started.elapsed(), signal_name(&m));
                         if let Resp::Leave(l) = *m {
                             let reason = match FailureReason::from_disconnect_reason(l.reason) {
                                 FailureReason::None => FailureReason::JoinIncomplete,
@@ -152,6 +170,8 @@ impl Session {
                     None => return Err(Error::connect(FailureReason::SignalClose, "signal connection lost")),
                 },
                 ev = self.peer_rx.recv() => match ev {
+                    Some((role, ev @ (PeerEvent::Connected | PeerEvent::ChannelOpen(_) | PeerEvent::IceState(_))))
+                        if { log::debug!("join +{:?}: {role:?} {ev:?}", started.elapsed()); false } => {}
                     Some((role, PeerEvent::Connected)) => match role {
                         PeerRole::Publisher => pub_up = true,
                         PeerRole::Subscriber => sub_up = true,
@@ -235,6 +255,16 @@ impl Session {
             }
             _ => Ok(false),
         }
+    }
+}
+
+fn signal_name(m: &Resp) -> &'static str {
+    match m {
+        Resp::Offer(_) => "offer",
+        Resp::Answer(_) => "answer",
+        Resp::Trickle(_) => "trickle",
+        Resp::Update(_) => "participant update",
+        _ => "other",
     }
 }
 
@@ -326,6 +356,7 @@ impl Room {
             events: events_tx,
             receiver: DataReceiver::default(),
             pending_loss: None,
+            publisher_deadline: None,
             held: Default::default(),
         };
         tokio::spawn(task.run(session, cmd_rx));
@@ -445,6 +476,8 @@ struct EngineTask {
     receiver: DataReceiver,
     /// A loss we wait on before acting: when, why, and whether ICE may still recover.
     pending_loss: Option<PendingLoss>,
+    /// When the publisher must be up by, if it is not yet.
+    publisher_deadline: Option<tokio::time::Instant>,
     /// Packets whose sender is not announced yet, oldest first.
     held: std::collections::VecDeque<(tokio::time::Instant, crate::data::ReceivedData)>,
 }
@@ -605,6 +638,8 @@ impl EngineTask {
     }
 
     async fn drive(&mut self, s: &mut Session, cmd: &mut mpsc::Receiver<Command>) -> Ended {
+        self.publisher_deadline =
+            (!s.publisher_ready).then(|| tokio::time::Instant::now() + self.options.ice_timeout);
         for item in std::mem::take(&mut s.backlog) {
             let r = match item {
                 Backlog::Signal(m) => self.on_signal(s, *m).await,
@@ -632,6 +667,9 @@ impl EngineTask {
                         self.on_peer(PeerRole::Publisher, PeerEvent::Closed("peer connections ended".into())).await
                     }
                 },
+                _ = sleep_until_some(self.publisher_deadline) => {
+                    Err(Ended::Lost(FailureReason::Rtc, "the publisher connection did not come up".into(), LeaveAction::Reconnect))
+                }
                 _ = sleep_until_some(held_until) => {
                     self.release_held(true).await;
                     Ok(())
@@ -803,6 +841,9 @@ impl EngineTask {
                         ice: false,
                     });
                 }
+            }
+            PeerEvent::ChannelOpen(DataKind::Reliable) if role == PeerRole::Publisher => {
+                self.publisher_deadline = None;
             }
             PeerEvent::Connected | PeerEvent::ChannelOpen(_) => {}
         }

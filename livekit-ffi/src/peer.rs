@@ -145,6 +145,7 @@ impl PeerConnection {
             open: HashMap::new(),
             queue: VecDeque::new(),
             remote_described: false,
+            closed: Default::default(),
             early_candidates: Vec::new(),
             max_message_size: max_message_size.clone(),
         };
@@ -270,6 +271,8 @@ struct Driver {
     /// Messages waiting for room in the SCTP send buffer, oldest first.
     queue: VecDeque<(DataKind, Vec<u8>, oneshot::Sender<Result<()>>)>,
     remote_described: bool,
+    /// Kinds whose channel was open and closed since.
+    closed: std::collections::HashSet<DataKind>,
     early_candidates: Vec<Candidate>,
     max_message_size: Arc<AtomicUsize>,
 }
@@ -380,6 +383,17 @@ impl Driver {
                 if let Some(kind) = self.channels.remove(&id) {
                     if self.open.get(&kind) == Some(&id) {
                         self.open.remove(&kind);
+                        self.closed.insert(kind);
+                        // Whatever waited for this channel will never go out.
+                        let (gone, keep): (VecDeque<_>, VecDeque<_>) =
+                            self.queue.drain(..).partition(|(k, _, _)| *k == kind);
+                        self.queue = keep;
+                        for (_, _, reply) in gone {
+                            let _ = reply
+                                .send(Err(
+                                    crate::error::DataError::ChannelNotOpen(kind.label()).into()
+                                ));
+                        }
                     }
                 }
             }
@@ -493,7 +507,11 @@ impl Driver {
                 }
             }
             Command::Send(kind, bytes, reply) => {
-                if !self.open.contains_key(&kind) {
+                // Before our channels open, messages wait for them; once one closed,
+                // nothing will carry them.
+                if self.closed.contains(&kind)
+                    || (self.role == PeerRole::Subscriber && !self.open.contains_key(&kind))
+                {
                     let _ = reply.send(Err(
                         crate::error::DataError::ChannelNotOpen(kind.label()).into()
                     ));
