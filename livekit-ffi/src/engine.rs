@@ -191,6 +191,48 @@ impl Session {
         Ok(())
     }
 
+    /// After a resume: negotiates until the publisher has its answer and both peer
+    /// connections (the subscriber if it ever connected) have ICE again.
+    async fn wait_until_resumed(&mut self) -> Result<()> {
+        let mut answered = false;
+        let need_subscriber = self.subscriber_answered;
+        loop {
+            if answered
+                && self.publisher.ice_connected()
+                && (!need_subscriber || self.subscriber.ice_connected())
+            {
+                return Ok(());
+            }
+            tokio::select! {
+                ev = self.signal_rx.recv() => match ev {
+                    Some(SignalEvent::Message(m)) => {
+                        if let Resp::Leave(l) = *m {
+                            let reason = match FailureReason::from_disconnect_reason(l.reason) {
+                                FailureReason::None => FailureReason::StateMismatch,
+                                r => r,
+                            };
+                            return Err(Error::connect(reason, "the server ended the session while resuming"));
+                        }
+                        answered |= matches!(*m, Resp::Answer(_));
+                        if !self.negotiate(&m).await? {
+                            self.backlog.push(Backlog::Signal(m));
+                        }
+                    }
+                    Some(SignalEvent::Closed { reason, message }) => return Err(Error::connect(reason, message)),
+                    None => return Err(Error::connect(FailureReason::SignalClose, "signal connection lost")),
+                },
+                ev = self.peer_rx.recv() => match ev {
+                    Some((role, PeerEvent::Closed(why))) => {
+                        return Err(Error::connect(FailureReason::Rtc, format!("{role:?} peer connection failed: {why}")))
+                    }
+                    Some((role, ev @ PeerEvent::Data { .. })) => self.backlog.push(Backlog::Peer(role, ev)),
+                    Some(_) => {}
+                    None => return Err(Error::connect(FailureReason::Rtc, "peer connections ended")),
+                },
+            }
+        }
+    }
+
     async fn send_offer(&self, sdp: String) -> Result<()> {
         self.signal
             .send(Req::Offer(proto::SessionDescription {
@@ -357,6 +399,7 @@ impl Room {
             receiver: DataReceiver::default(),
             pending_loss: None,
             publisher_deadline: None,
+            announced_reconnecting: false,
             held: Default::default(),
         };
         tokio::spawn(task.run(session, cmd_rx));
@@ -476,6 +519,8 @@ struct EngineTask {
     receiver: DataReceiver,
     /// A loss we wait on before acting: when, why, and whether ICE may still recover.
     pending_loss: Option<PendingLoss>,
+    /// Whether `Reconnecting` was emitted for the current loss.
+    announced_reconnecting: bool,
     /// When the publisher must be up by, if it is not yet.
     publisher_deadline: Option<tokio::time::Instant>,
     /// Packets whose sender is not announced yet, oldest first.
@@ -513,7 +558,14 @@ impl EngineTask {
         }
     }
 
+    /// The publisher may come up after the join; it must within the ICE timeout.
+    fn watch_publisher(&mut self, s: &Session) {
+        self.publisher_deadline =
+            (!s.publisher_ready).then(|| tokio::time::Instant::now() + self.options.ice_timeout);
+    }
+
     async fn run(mut self, mut session: Session, mut cmd: mpsc::Receiver<Command>) {
+        self.watch_publisher(&session);
         self.emit(RoomEvent::ConnectionStateChanged(
             ConnectionState::Connected,
         ))
@@ -537,6 +589,28 @@ impl EngineTask {
                 Ended::Lost(reason, message, action) => {
                     log::info!("session lost ({reason}): {message}");
                     let retry = action != LeaveAction::Disconnect && reason.is_retryable();
+                    self.announced_reconnecting = false;
+                    if retry && action == LeaveAction::Resume {
+                        match self.resume(&mut session, &mut cmd, reason).await {
+                            Ok(()) => continue,
+                            Err(Ended::Local(reply)) => {
+                                self.teardown(Some(session)).await;
+                                self.set_state(ConnectionState::Disconnected, FailureReason::None)
+                                    .await;
+                                self.emit(RoomEvent::Disconnected {
+                                    reason: FailureReason::None,
+                                })
+                                .await;
+                                if let Some(r) = reply {
+                                    let _ = r.send(());
+                                }
+                                return;
+                            }
+                            Err(Ended::Lost(r, m, _)) => {
+                                log::info!("resume failed ({r}): {m}; rejoining");
+                            }
+                        }
+                    }
                     self.teardown(Some(session)).await;
                     if !retry {
                         self.set_state(ConnectionState::Disconnected, reason).await;
@@ -544,7 +618,10 @@ impl EngineTask {
                         return;
                     }
                     match self.rejoin(&mut cmd).await {
-                        Ok(s) => session = s,
+                        Ok(s) => {
+                            self.watch_publisher(&s);
+                            session = s;
+                        }
                         Err(Ended::Local(reply)) => {
                             self.set_state(ConnectionState::Disconnected, FailureReason::None)
                                 .await;
@@ -569,6 +646,95 @@ impl EngineTask {
         }
     }
 
+    async fn announce_reconnecting(&mut self) {
+        if !self.announced_reconnecting {
+            self.announced_reconnecting = true;
+            let reason = self.shared.conn.lock().1;
+            self.set_state(ConnectionState::Reconnecting, reason).await;
+            self.emit(RoomEvent::Reconnecting).await;
+        }
+    }
+
+    /// Resumes the session after a loss: the same participant on a new signal
+    /// connection, ICE restarted, and the reliable packets the server did not get sent
+    /// again. Others in the room see nothing but a pause.
+    async fn resume(
+        &mut self,
+        s: &mut Session,
+        cmd: &mut mpsc::Receiver<Command>,
+        cause: FailureReason,
+    ) -> std::result::Result<(), Ended> {
+        self.announce_reconnecting().await;
+        self.pending_loss = None;
+        let sid = self.shared.state.lock().local.sid.clone();
+        let token = self.shared.token.lock().clone();
+        // The old socket goes without a leave: the server keeps our session for us.
+        s.signal.close(None).await;
+        let resume = crate::signal::Resume {
+            participant_sid: sid,
+            // ReconnectReason: signal disconnected (1) or publisher failed (2).
+            reason: if cause == FailureReason::Rtc { 2 } else { 1 },
+        };
+        let attempt = async {
+            let (signal, first, rx) =
+                SignalClient::connect(&self.base, &token, &self.options.join, Some(&resume))
+                    .await?;
+            let Resp::Reconnect(answer) = first else {
+                return Err(Error::connect(
+                    FailureReason::StateMismatch,
+                    "the server did not resume the session",
+                ));
+            };
+            s.signal = signal;
+            s.signal_rx = rx;
+            self.shared.link.lock().await.signal = Some(s.signal.clone());
+            let offer = s.publisher.ice_restart_offer().await?;
+            s.send_offer(offer).await?;
+            s.wait_until_resumed().await?;
+            Ok(answer.last_message_seq)
+        };
+        let result = tokio::select! {
+            c = cmd.recv() => return Err(Ended::Local(c.map(|Command::Disconnect(r)| r))),
+            r = tokio::time::timeout(self.options.ice_timeout, attempt) => r,
+        };
+        let last_seq = match result {
+            Ok(Ok(seq)) => seq,
+            Ok(Err(e)) => {
+                return Err(Ended::Lost(
+                    e.failure_reason(),
+                    e.to_string(),
+                    LeaveAction::Reconnect,
+                ))
+            }
+            Err(_) => {
+                return Err(Ended::Lost(
+                    FailureReason::Rtc,
+                    "resume timed out".into(),
+                    LeaveAction::Reconnect,
+                ))
+            }
+        };
+        {
+            let mut link = self.shared.link.lock().await;
+            link.sender.acknowledge(last_seq);
+            let again: Vec<Vec<u8>> = link.sender.unacknowledged().map(<[u8]>::to_vec).collect();
+            if !again.is_empty() {
+                log::info!(
+                    "resending {} reliable packets the server did not get",
+                    again.len()
+                );
+            }
+            for bytes in again {
+                // Replies are not awaited: the original senders were answered already.
+                let _ = s.publisher.enqueue(DataKind::Reliable, bytes).await;
+            }
+        }
+        self.set_state(ConnectionState::Connected, FailureReason::None)
+            .await;
+        self.emit(RoomEvent::Reconnected).await;
+        Ok(())
+    }
+
     /// Closes the session: a leave if we still can, then every socket and task.
     async fn teardown(&mut self, session: Option<Session>) {
         {
@@ -586,9 +752,7 @@ impl EngineTask {
         &mut self,
         cmd: &mut mpsc::Receiver<Command>,
     ) -> std::result::Result<Session, Ended> {
-        let reason = self.shared.conn.lock().1;
-        self.set_state(ConnectionState::Reconnecting, reason).await;
-        self.emit(RoomEvent::Reconnecting).await;
+        self.announce_reconnecting().await;
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -638,8 +802,6 @@ impl EngineTask {
     }
 
     async fn drive(&mut self, s: &mut Session, cmd: &mut mpsc::Receiver<Command>) -> Ended {
-        self.publisher_deadline =
-            (!s.publisher_ready).then(|| tokio::time::Instant::now() + self.options.ice_timeout);
         for item in std::mem::take(&mut s.backlog) {
             let r = match item {
                 Backlog::Signal(m) => self.on_signal(s, *m).await,
@@ -657,8 +819,8 @@ impl EngineTask {
                 c = cmd.recv() => return Ended::Local(c.map(|Command::Disconnect(r)| r)),
                 ev = s.signal_rx.recv() => match ev {
                     Some(SignalEvent::Message(m)) => self.on_signal(s, *m).await,
-                    Some(SignalEvent::Closed { reason, message }) => Err(Ended::Lost(reason, message, LeaveAction::Reconnect)),
-                    None => Err(Ended::Lost(FailureReason::SignalClose, "signal task ended".into(), LeaveAction::Reconnect)),
+                    Some(SignalEvent::Closed { reason, message }) => Err(Ended::Lost(reason, message, LeaveAction::Resume)),
+                    None => Err(Ended::Lost(FailureReason::SignalClose, "signal task ended".into(), LeaveAction::Resume)),
                 },
                 ev = s.peer_rx.recv(), if !peers_gone => match ev {
                     Some((role, ev)) => self.on_peer(role, ev).await,
@@ -676,7 +838,7 @@ impl EngineTask {
                 }
                 _ = sleep_until_some(loss_at) => {
                     let message = self.pending_loss.take().map(|l| l.message).unwrap_or_default();
-                    Err(Ended::Lost(FailureReason::Rtc, message, LeaveAction::Reconnect))
+                    Err(Ended::Lost(FailureReason::Rtc, message, LeaveAction::Resume))
                 }
             };
             if let Err(e) = r {

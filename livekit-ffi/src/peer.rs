@@ -64,6 +64,8 @@ pub enum PeerEvent {
 
 enum Command {
     CreateOffer(oneshot::Sender<Result<String>>),
+    /// An offer with fresh ICE credentials (resume after a loss).
+    IceRestartOffer(oneshot::Sender<Result<String>>),
     AcceptAnswer(String, oneshot::Sender<Result<()>>),
     AcceptOffer(String, oneshot::Sender<Result<String>>),
     AddRemoteCandidate(Candidate),
@@ -77,6 +79,18 @@ pub struct PeerConnection {
     tx: mpsc::Sender<Command>,
     local_candidates: Arc<Vec<Candidate>>,
     max_message_size: Arc<AtomicUsize>,
+    /// The last ICE state, as `ice_code`.
+    ice: Arc<std::sync::atomic::AtomicU8>,
+}
+
+fn ice_code(s: IceConnectionState) -> u8 {
+    match s {
+        IceConnectionState::New => 0,
+        IceConnectionState::Checking => 1,
+        IceConnectionState::Connected => 2,
+        IceConnectionState::Completed => 3,
+        IceConnectionState::Disconnected => 4,
+    }
 }
 
 impl std::fmt::Debug for PeerConnection {
@@ -134,7 +148,9 @@ impl PeerConnection {
         let local_candidates = Arc::new(added.into_iter().collect::<Vec<_>>());
         let (tx, rx) = mpsc::channel(256);
         let max_message_size = Arc::new(AtomicUsize::new(MAX_MESSAGE_SIZE));
+        let ice = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let driver = Driver {
+            ice: ice.clone(),
             role,
             rtc,
             socket,
@@ -155,6 +171,7 @@ impl PeerConnection {
             tx,
             local_candidates,
             max_message_size,
+            ice,
         })
     }
 
@@ -190,6 +207,17 @@ impl PeerConnection {
             .map_err(|_| Error::Rtc("peer connection closed".into()))?;
         rx.await
             .map_err(|_| Error::Rtc("peer connection closed".into()))?
+    }
+
+    /// Offer with fresh ICE credentials, to resume after a loss (publisher only).
+    pub async fn ice_restart_offer(&self) -> Result<String> {
+        self.call(Command::IceRestartOffer).await
+    }
+
+    /// Whether ICE is connected right now.
+    pub fn ice_connected(&self) -> bool {
+        let s = self.ice.load(Ordering::Relaxed);
+        s == ice_code(IceConnectionState::Connected) || s == ice_code(IceConnectionState::Completed)
     }
 
     /// Offer with our `_reliable` and `_lossy` data channels (publisher only).
@@ -275,9 +303,14 @@ struct Driver {
     closed: std::collections::HashSet<DataKind>,
     early_candidates: Vec<Candidate>,
     max_message_size: Arc<AtomicUsize>,
+    ice: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Driver {
+    fn set_ice(&self, s: IceConnectionState) {
+        self.ice.store(ice_code(s), Ordering::Relaxed);
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 2048];
         loop {
@@ -355,7 +388,10 @@ impl Driver {
     async fn event(&mut self, e: Event) {
         match e {
             Event::Connected => self.emit(PeerEvent::Connected).await,
-            Event::IceConnectionStateChange(s) => self.emit(PeerEvent::IceState(s)).await,
+            Event::IceConnectionStateChange(s) => {
+                self.set_ice(s);
+                self.emit(PeerEvent::IceState(s)).await
+            }
             Event::ChannelOpen(id, label) => {
                 let kind = if label == DataKind::Lossy.label() {
                     DataKind::Lossy
@@ -454,6 +490,19 @@ impl Driver {
                 let result = match api.apply() {
                     Some((offer, pending)) => {
                         self.pending_offer = Some(pending);
+                        Ok(offer.to_sdp_string())
+                    }
+                    None => Err(Error::Rtc("nothing to offer".into())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::IceRestartOffer(reply) => {
+                let mut api = self.rtc.sdp_api();
+                api.ice_restart(true);
+                let result = match api.apply() {
+                    Some((offer, pending)) => {
+                        self.pending_offer = Some(pending);
+                        self.set_ice(IceConnectionState::Checking);
                         Ok(offer.to_sdp_string())
                     }
                     None => Err(Error::Rtc("nothing to offer".into())),
