@@ -50,6 +50,22 @@ async def test_bad_token(server: Any, token: Any) -> None:
     await room.aclose()
 
 
+async def test_unsupported_transport_policy_is_refused_clearly(server: Any, token: Any) -> None:
+    baseline = _native.handle_count()
+    room = rtc.Room()
+    relay_only = rtc.RoomOptions(
+        rtc_config=rtc.RtcConfiguration(ice_transport_type=rtc.IceTransportType.TRANSPORT_RELAY)
+    )
+    with pytest.raises(rtc.ConnectError) as err:
+        await room.connect(server.url, token("alice"), relay_only)
+    assert "relay" in err.value.message
+    assert not room.isconnected()
+    assert _native.handle_count() == baseline
+    # The default policy still connects.
+    await room.connect(server.url, token("alice"))
+    await room.aclose()
+
+
 async def test_connect_error_is_documented_shape() -> None:
     e = rtc.ConnectError("boom")
     assert e.message == "boom" and str(e) == "boom"

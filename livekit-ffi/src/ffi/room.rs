@@ -124,8 +124,25 @@ fn disconnect_reason(r: FailureReason) -> proto::DisconnectReason {
     }
 }
 
-fn options(o: &proto::RoomOptions) -> RoomOptions {
+fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
     let mut opts = RoomOptions::default();
+    // Only host candidates are gathered so far: refuse what would silently not hold.
+    if let Some(rtc) = &o.rtc_config {
+        match rtc
+            .ice_transport_type
+            .map(proto::IceTransportType::try_from)
+        {
+            None | Some(Ok(proto::IceTransportType::TransportAll)) => {}
+            Some(_) => {
+                return Err(FfiError::Invalid(
+                    "relay-only and no-host ICE transport types are not supported yet".into(),
+                ))
+            }
+        }
+        if !rtc.ice_servers.is_empty() {
+            log::warn!("custom ICE servers are not used yet: only host candidates are gathered");
+        }
+    }
     if let Some(a) = o.auto_subscribe {
         opts.join.auto_subscribe = a;
     }
@@ -138,7 +155,7 @@ fn options(o: &proto::RoomOptions) -> RoomOptions {
     if let Some(n) = o.join_retries {
         opts.retry.max_attempts = n.max(1);
     }
-    opts
+    Ok(opts)
 }
 
 pub(super) fn connect(
@@ -146,7 +163,7 @@ pub(super) fn connect(
     r: proto::ConnectRequest,
 ) -> FfiResult<proto::ConnectResponse> {
     let async_id = server.async_id(r.request_async_id);
-    let opts = options(&r.options);
+    let opts = options(&r.options)?;
     let work = async move {
         let result = Room::connect(&r.url, &r.token, opts).await;
         // Nothing below awaits: once finished, the callback is certain.

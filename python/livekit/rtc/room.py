@@ -75,7 +75,8 @@ class RtcConfiguration:
         proto_room.GATHER_CONTINUALLY
     )
     ice_servers: List[proto_room.IceServer] = field(default_factory=list)
-    """STUN/TURN servers; when empty, the ones the server hands out are used."""
+    """STUN/TURN servers. The core gathers host candidates only so far: servers given
+    here are not used yet, and a relay-only or no-host transport type is refused."""
 
 
 @dataclass
