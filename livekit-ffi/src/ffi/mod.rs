@@ -390,6 +390,14 @@ mod tests {
         // to nothing and is refused.
         assert!(server.handle_request(&[0x2a, 0x00]).is_err());
         assert!(!server.drop_handle(987_654_321));
+        // Invalid UTF-8 in a string field (ConnectRequest.url) is a decode error.
+        let connect = [0x0a, 0x02, 0xff, 0xfe, 0x12, 0x00, 0x1a, 0x00];
+        let mut req = vec![0x1a, connect.len() as u8];
+        req.extend_from_slice(&connect);
+        assert!(matches!(
+            server.handle_request(&req),
+            Err(FfiError::Decode(_))
+        ));
     }
 
     #[test]
