@@ -181,7 +181,12 @@ pub enum Incoming {
 #[derive(Debug, Default)]
 pub struct DataReceiver {
     last_seen: HashMap<String, (u32, Instant)>,
+    /// When idle senders were last forgotten: a sweep per packet would cost O(senders)
+    /// on the receive path, so it runs at most once per `PRUNE_EVERY`.
+    pruned_at: Option<Instant>,
 }
+
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl DataReceiver {
     #[allow(deprecated)] // older senders fill only the UserPacket's identity fields
@@ -195,9 +200,9 @@ impl DataReceiver {
             proto::DataPacket::decode(bytes).map_err(|e| DataError::Malformed(e.to_string()))?;
         if packet.sequence > 0 {
             let key = if packet.participant_sid.is_empty() {
-                packet.participant_identity.clone()
+                &packet.participant_identity
             } else {
-                packet.participant_sid.clone()
+                &packet.participant_sid
             };
             if !self.accept(key, packet.sequence, now) {
                 return Ok(Incoming::Duplicate);
@@ -233,20 +238,28 @@ impl DataReceiver {
         }
     }
 
-    fn accept(&mut self, sender: String, sequence: u32, now: Instant) -> bool {
-        self.last_seen
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DEDUP_TTL);
-        match self.last_seen.get_mut(&sender) {
-            Some((last, at)) if sequence <= *last => {
+    fn accept(&mut self, sender: &str, sequence: u32, now: Instant) -> bool {
+        if self
+            .pruned_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY)
+        {
+            self.pruned_at = Some(now);
+            self.last_seen
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < DEDUP_TTL);
+        }
+        match self.last_seen.get_mut(sender) {
+            Some((last, at)) => {
+                // State older than the TTL is as good as forgotten.
+                let fresh = now.saturating_duration_since(*at) < DEDUP_TTL;
                 *at = now;
-                false
-            }
-            Some(entry) => {
-                *entry = (sequence, now);
+                if fresh && sequence <= *last {
+                    return false;
+                }
+                *last = sequence;
                 true
             }
             None => {
-                self.last_seen.insert(sender, (sequence, now));
+                self.last_seen.insert(sender.to_owned(), (sequence, now));
                 true
             }
         }

@@ -23,7 +23,7 @@ use crate::data::{DataKind, DataReceiver, DataSender, Incoming, UserData};
 use crate::error::{Error, Result};
 use crate::peer::{route_ip, PeerConnection, PeerEvent, PeerRole};
 use crate::room::{Participant, RoomEvent, RoomInfo, RoomState};
-use crate::signal::{parse_server_url, JoinOptions, SignalClient, SignalEvent};
+use crate::signal::{leave_request, parse_server_url, JoinOptions, SignalClient, SignalEvent};
 use crate::state::{ConnectionState, FailureReason, LeaveAction, RetryPolicy};
 
 /// How long ICE, DTLS and the data channels may take on a join (seed RTCEngine).
@@ -69,6 +69,8 @@ struct Session {
     /// Messages and peer events that arrived while establishing, in order.
     backlog: Vec<Backlog>,
     subscriber_answered: bool,
+    /// Answers the publisher got so far (a resume waits for a new one).
+    answers: u32,
     /// Whether the publisher's data channels are open (it may finish after the join
     /// when the subscriber is primary).
     publisher_ready: bool,
@@ -113,6 +115,7 @@ impl Session {
             join,
             backlog: Vec::new(),
             subscriber_answered: false,
+            answers: 0,
             publisher_ready: false,
         };
         match tokio::time::timeout(opts.ice_timeout, s.negotiate_until_ready()).await {
@@ -149,87 +152,84 @@ impl Session {
                 self.publisher_ready
             };
             if ready {
-                break;
+                return Ok(());
             }
-            tokio::select! {
-                ev = self.signal_rx.recv() => match ev {
-                    Some(SignalEvent::Message(m)) => {
-                        log::debug!("join +{:?}: signal {}", started.elapsed(), signal_name(&m));
-                        if let Resp::Leave(l) = *m {
-                            let reason = match FailureReason::from_disconnect_reason(l.reason) {
-                                FailureReason::None => FailureReason::JoinIncomplete,
-                                r => r,
-                            };
-                            return Err(Error::connect(reason, "the server ended the session while joining"));
-                        }
-                        if !self.negotiate(&m).await? {
-                            self.backlog.push(Backlog::Signal(m));
-                        }
-                    }
-                    Some(SignalEvent::Closed { reason, message }) => return Err(Error::connect(reason, message)),
-                    None => return Err(Error::connect(FailureReason::SignalClose, "signal connection lost")),
-                },
-                ev = self.peer_rx.recv() => match ev {
-                    Some((role, ev @ (PeerEvent::Connected | PeerEvent::ChannelOpen(_) | PeerEvent::IceState(_))))
-                        if { log::debug!("join +{:?}: {role:?} {ev:?}", started.elapsed()); false } => {}
-                    Some((role, PeerEvent::Connected)) => match role {
-                        PeerRole::Publisher => pub_up = true,
-                        PeerRole::Subscriber => sub_up = true,
-                    },
-                    Some((PeerRole::Publisher, PeerEvent::ChannelOpen(DataKind::Reliable))) => reliable = true,
-                    Some((PeerRole::Publisher, PeerEvent::ChannelOpen(DataKind::Lossy))) => lossy = true,
-                    Some((PeerRole::Subscriber, PeerEvent::ChannelOpen(DataKind::Reliable))) => sub_channel = true,
-                    Some((role, PeerEvent::Closed(why))) => {
-                        return Err(Error::connect(FailureReason::Rtc, format!("{role:?} peer connection failed: {why}")))
-                    }
-                    Some((role, ev @ PeerEvent::Data { .. })) => self.backlog.push(Backlog::Peer(role, ev)),
-                    Some(_) => {}
-                    None => return Err(Error::connect(FailureReason::Rtc, "peer connections ended")),
-                },
+            match self
+                .step(started, "joining", FailureReason::JoinIncomplete)
+                .await?
+            {
+                Some((PeerRole::Publisher, PeerEvent::Connected)) => pub_up = true,
+                Some((PeerRole::Subscriber, PeerEvent::Connected)) => sub_up = true,
+                Some((PeerRole::Publisher, PeerEvent::ChannelOpen(DataKind::Reliable))) => {
+                    reliable = true
+                }
+                Some((PeerRole::Publisher, PeerEvent::ChannelOpen(DataKind::Lossy))) => {
+                    lossy = true
+                }
+                Some((PeerRole::Subscriber, PeerEvent::ChannelOpen(DataKind::Reliable))) => {
+                    sub_channel = true
+                }
+                _ => {}
             }
         }
-        Ok(())
     }
 
     /// After a resume: negotiates until the publisher has its answer and both peer
     /// connections (the subscriber if it ever connected) have ICE again.
     async fn wait_until_resumed(&mut self) -> Result<()> {
-        let mut answered = false;
+        let started = Instant::now();
+        let answers_before = self.answers;
         let need_subscriber = self.subscriber_answered;
-        loop {
-            if answered
-                && self.publisher.ice_connected()
-                && (!need_subscriber || self.subscriber.ice_connected())
-            {
-                return Ok(());
-            }
-            tokio::select! {
-                ev = self.signal_rx.recv() => match ev {
-                    Some(SignalEvent::Message(m)) => {
-                        if let Resp::Leave(l) = *m {
-                            let reason = match FailureReason::from_disconnect_reason(l.reason) {
-                                FailureReason::None => FailureReason::StateMismatch,
-                                r => r,
-                            };
-                            return Err(Error::connect(reason, "the server ended the session while resuming"));
-                        }
-                        answered |= matches!(*m, Resp::Answer(_));
-                        if !self.negotiate(&m).await? {
-                            self.backlog.push(Backlog::Signal(m));
-                        }
+        while !(self.answers > answers_before
+            && self.publisher.ice_connected()
+            && (!need_subscriber || self.subscriber.ice_connected()))
+        {
+            self.step(started, "resuming", FailureReason::StateMismatch)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One step of negotiation: applies the next signal message (offer, answer,
+    /// trickle; others wait in the backlog) or returns the next peer state change.
+    /// A leave (`leave_fallback` when it gives no reason), a lost signal or a failed
+    /// peer connection ends it with an error.
+    async fn step(
+        &mut self,
+        started: Instant,
+        during: &str,
+        leave_fallback: FailureReason,
+    ) -> Result<Option<(PeerRole, PeerEvent)>> {
+        tokio::select! {
+            ev = self.signal_rx.recv() => match ev {
+                Some(SignalEvent::Message(m)) => {
+                    log::debug!("{during} +{:?}: signal {}", started.elapsed(), signal_name(&m));
+                    if let Resp::Leave(l) = *m {
+                        let reason = FailureReason::from_leave(l.reason, leave_fallback);
+                        return Err(Error::connect(reason, format!("the server ended the session while {during}")));
                     }
-                    Some(SignalEvent::Closed { reason, message }) => return Err(Error::connect(reason, message)),
-                    None => return Err(Error::connect(FailureReason::SignalClose, "signal connection lost")),
-                },
-                ev = self.peer_rx.recv() => match ev {
-                    Some((role, PeerEvent::Closed(why))) => {
-                        return Err(Error::connect(FailureReason::Rtc, format!("{role:?} peer connection failed: {why}")))
+                    if !self.negotiate(&m).await? {
+                        self.backlog.push(Backlog::Signal(m));
                     }
-                    Some((role, ev @ PeerEvent::Data { .. })) => self.backlog.push(Backlog::Peer(role, ev)),
-                    Some(_) => {}
-                    None => return Err(Error::connect(FailureReason::Rtc, "peer connections ended")),
-                },
-            }
+                    Ok(None)
+                }
+                Some(SignalEvent::Closed { reason, message }) => Err(Error::connect(reason, message)),
+                None => Err(Error::connect(FailureReason::SignalClose, "signal connection lost")),
+            },
+            ev = self.peer_rx.recv() => match ev {
+                Some((role, PeerEvent::Closed(why))) => {
+                    Err(Error::connect(FailureReason::Rtc, format!("{role:?} peer connection failed: {why}")))
+                }
+                Some((role, ev @ PeerEvent::Data { .. })) => {
+                    self.backlog.push(Backlog::Peer(role, ev));
+                    Ok(None)
+                }
+                Some((role, ev)) => {
+                    log::debug!("{during} +{:?}: {role:?} {ev:?}", started.elapsed());
+                    Ok(Some((role, ev)))
+                }
+                None => Err(Error::connect(FailureReason::Rtc, "peer connections ended")),
+            },
         }
     }
 
@@ -267,6 +267,7 @@ impl Session {
         match m {
             Resp::Answer(sd) => {
                 self.publisher.accept_answer(sd.sdp.clone()).await?;
+                self.answers += 1;
                 Ok(true)
             }
             Resp::Offer(sd) => {
@@ -308,14 +309,6 @@ fn signal_name(m: &Resp) -> &'static str {
         Resp::Update(_) => "participant update",
         _ => "other",
     }
-}
-
-fn leave_request() -> Req {
-    Req::Leave(proto::LeaveRequest {
-        reason: proto::DisconnectReason::ClientInitiated as i32,
-        action: 0,
-        ..Default::default()
-    })
 }
 
 /// What the `Room` handle and the engine task share.
@@ -571,79 +564,80 @@ impl EngineTask {
         ))
         .await;
         loop {
-            let ended = self.drive(&mut session, &mut cmd).await;
-            match ended {
+            let (reason, message, action) = match self.drive(&mut session, &mut cmd).await {
                 Ended::Local(reply) => {
                     self.teardown(Some(session)).await;
-                    self.set_state(ConnectionState::Disconnected, FailureReason::None)
+                    return self
+                        .finish(ConnectionState::Disconnected, FailureReason::None, reply)
                         .await;
-                    self.emit(RoomEvent::Disconnected {
-                        reason: FailureReason::None,
-                    })
-                    .await;
-                    if let Some(r) = reply {
-                        let _ = r.send(());
-                    }
-                    return;
                 }
-                Ended::Lost(reason, message, action) => {
-                    log::info!("session lost ({reason}): {message}");
-                    let retry = action != LeaveAction::Disconnect && reason.is_retryable();
-                    self.announced_reconnecting = false;
-                    if retry && action == LeaveAction::Resume {
-                        match self.resume(&mut session, &mut cmd, reason).await {
-                            Ok(()) => continue,
-                            Err(Ended::Local(reply)) => {
-                                self.teardown(Some(session)).await;
-                                self.set_state(ConnectionState::Disconnected, FailureReason::None)
-                                    .await;
-                                self.emit(RoomEvent::Disconnected {
-                                    reason: FailureReason::None,
-                                })
-                                .await;
-                                if let Some(r) = reply {
-                                    let _ = r.send(());
-                                }
-                                return;
-                            }
-                            Err(Ended::Lost(r, m, _)) => {
-                                log::info!("resume failed ({r}): {m}; rejoining");
-                            }
-                        }
-                    }
-                    self.teardown(Some(session)).await;
-                    if !retry {
-                        self.set_state(ConnectionState::Disconnected, reason).await;
-                        self.emit(RoomEvent::Disconnected { reason }).await;
-                        return;
-                    }
-                    match self.rejoin(&mut cmd).await {
-                        Ok(s) => {
-                            self.watch_publisher(&s);
-                            session = s;
-                        }
-                        Err(Ended::Local(reply)) => {
-                            self.set_state(ConnectionState::Disconnected, FailureReason::None)
-                                .await;
-                            self.emit(RoomEvent::Disconnected {
-                                reason: FailureReason::None,
-                            })
+                Ended::Lost(reason, message, action) => (reason, message, action),
+            };
+            log::info!("session lost ({reason}): {message}");
+            let retry = action != LeaveAction::Disconnect && reason.is_retryable();
+            self.announced_reconnecting = false;
+            if retry && action == LeaveAction::Resume {
+                match self.resume(&mut session, &mut cmd, reason).await {
+                    Ok(()) => continue,
+                    Err(Ended::Local(reply)) => {
+                        self.teardown(Some(session)).await;
+                        return self
+                            .finish(ConnectionState::Disconnected, FailureReason::None, reply)
                             .await;
-                            if let Some(r) = reply {
-                                let _ = r.send(());
-                            }
-                            return;
-                        }
-                        Err(Ended::Lost(reason, message, _)) => {
-                            log::warn!("giving up on the room ({reason}): {message}");
-                            self.set_state(ConnectionState::Failed, reason).await;
-                            self.emit(RoomEvent::Disconnected { reason }).await;
-                            return;
-                        }
                     }
+                    Err(Ended::Lost(r, m, _)) => log::info!("resume failed ({r}): {m}; rejoining"),
+                }
+            }
+            self.teardown(Some(session)).await;
+            if !retry {
+                return self
+                    .finish(ConnectionState::Disconnected, reason, None)
+                    .await;
+            }
+            match self.rejoin(&mut cmd).await {
+                Ok(s) => {
+                    self.watch_publisher(&s);
+                    session = s;
+                }
+                Err(Ended::Local(reply)) => {
+                    return self
+                        .finish(ConnectionState::Disconnected, FailureReason::None, reply)
+                        .await;
+                }
+                Err(Ended::Lost(reason, message, _)) => {
+                    log::warn!("giving up on the room ({reason}): {message}");
+                    return self.finish(ConnectionState::Failed, reason, None).await;
                 }
             }
         }
+    }
+
+    /// The room is over: the final state, the `Disconnected` event, and the answer to
+    /// a `disconnect` call if one asked.
+    async fn finish(
+        &mut self,
+        state: ConnectionState,
+        reason: FailureReason,
+        reply: Option<oneshot::Sender<()>>,
+    ) {
+        self.set_state(state, reason).await;
+        self.emit(RoomEvent::Disconnected { reason }).await;
+        if let Some(r) = reply {
+            let _ = r.send(());
+        }
+    }
+
+    /// Closes the session: a leave if we still can, then every socket and task.
+    async fn teardown(&mut self, session: Option<Session>) {
+        {
+            let mut link = self.shared.link.lock().await;
+            link.signal = None;
+            link.publisher = None;
+        }
+        if let Some(s) = session {
+            s.signal.close(Some(leave_request())).await;
+        }
+        self.pending_loss = None;
     }
 
     async fn announce_reconnecting(&mut self) {
@@ -733,19 +727,6 @@ impl EngineTask {
             .await;
         self.emit(RoomEvent::Reconnected).await;
         Ok(())
-    }
-
-    /// Closes the session: a leave if we still can, then every socket and task.
-    async fn teardown(&mut self, session: Option<Session>) {
-        {
-            let mut link = self.shared.link.lock().await;
-            link.signal = None;
-            link.publisher = None;
-        }
-        if let Some(s) = session {
-            s.signal.close(Some(leave_request())).await;
-        }
-        self.pending_loss = None;
     }
 
     async fn rejoin(
@@ -902,12 +883,11 @@ impl EngineTask {
             }
             Resp::Leave(l) => {
                 let action = LeaveAction::from_request(l.action, l.can_reconnect);
-                let reason = FailureReason::from_disconnect_reason(l.reason);
-                let reason = match (reason, action) {
-                    (FailureReason::None, LeaveAction::Disconnect) => FailureReason::Other,
-                    (FailureReason::None, _) => FailureReason::SignalClose,
-                    (r, _) => r,
+                let fallback = match action {
+                    LeaveAction::Disconnect => FailureReason::Other,
+                    _ => FailureReason::SignalClose,
                 };
+                let reason = FailureReason::from_leave(l.reason, fallback);
                 return Err(Ended::Lost(
                     reason,
                     format!("the server asked us to leave ({reason})"),

@@ -286,10 +286,8 @@ impl SignalClient {
                 .map_err(|e| Error::Signal(format!("bad signal message: {e}")))?;
             match resp.message {
                 Some(proto::signal_response::Message::Leave(leave)) => {
-                    let reason = match FailureReason::from_disconnect_reason(leave.reason) {
-                        FailureReason::None => FailureReason::JoinIncomplete,
-                        r => r,
-                    };
+                    let reason =
+                        FailureReason::from_leave(leave.reason, FailureReason::JoinIncomplete);
                     return Err(Error::connect(reason, "the server refused the join"));
                 }
                 Some(m @ proto::signal_response::Message::Join(_))
@@ -348,6 +346,23 @@ impl PingTimes {
     }
 }
 
+/// A `LeaveRequest` for leaving on our own.
+pub(crate) fn leave_request() -> proto::signal_request::Message {
+    proto::signal_request::Message::Leave(proto::LeaveRequest {
+        reason: proto::DisconnectReason::ClientInitiated as i32,
+        ..Default::default()
+    })
+}
+
+/// One request as a WebSocket frame.
+fn frame(m: proto::signal_request::Message) -> Message {
+    Message::Binary(
+        proto::SignalRequest { message: Some(m) }
+            .encode_to_vec()
+            .into(),
+    )
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -372,15 +387,13 @@ async fn run(
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Outgoing::Request(m)) => {
-                    let bytes = proto::SignalRequest { message: Some(m) }.encode_to_vec();
-                    if let Err(e) = ws.send(Message::Binary(bytes.into())).await {
+                    if let Err(e) = ws.send(frame(m)).await {
                         break closed(FailureReason::SignalClose, format!("write failed: {e}"));
                     }
                 }
                 Some(Outgoing::Close(last)) => {
                     if let Some(m) = last {
-                        let bytes = proto::SignalRequest { message: Some(m) }.encode_to_vec();
-                        let _ = ws.send(Message::Binary(bytes.into())).await;
+                        let _ = ws.send(frame(m)).await;
                     }
                     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                     return;
@@ -388,13 +401,8 @@ async fn run(
                 None => {
                     // Every handle is gone (e.g. a cancelled join): tell the server we
                     // left, or it keeps our participant around waiting for a resume.
-                    let leave = proto::signal_request::Message::Leave(proto::LeaveRequest {
-                        reason: proto::DisconnectReason::ClientInitiated as i32,
-                        ..Default::default()
-                    });
-                    let bytes = proto::SignalRequest { message: Some(leave) }.encode_to_vec();
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                        let _ = ws.send(Message::Binary(bytes.into())).await;
+                        let _ = ws.send(frame(leave_request())).await;
                         let _ = ws.close(None).await;
                     })
                     .await;
@@ -438,9 +446,8 @@ async fn run(
                 if last_pong.elapsed() > ping.timeout {
                     break closed(FailureReason::PingTimeout, format!("no pong for {:?}", ping.timeout));
                 }
-                let req = proto::signal_request::Message::PingReq(proto::Ping { timestamp: now_ms(), rtt });
-                let bytes = proto::SignalRequest { message: Some(req) }.encode_to_vec();
-                if let Err(e) = ws.send(Message::Binary(bytes.into())).await {
+                let ping = proto::signal_request::Message::PingReq(proto::Ping { timestamp: now_ms(), rtt });
+                if let Err(e) = ws.send(frame(ping)).await {
                     break closed(FailureReason::SignalClose, format!("write failed: {e}"));
                 }
             }

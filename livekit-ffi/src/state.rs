@@ -164,6 +164,14 @@ impl FailureReason {
         }
     }
 
+    /// The reason of a server `LeaveRequest`, or `fallback` when it names none.
+    pub fn from_leave(reason: i32, fallback: Self) -> Self {
+        match Self::from_disconnect_reason(reason) {
+            Self::None => fallback,
+            r => r,
+        }
+    }
+
     /// Whether retrying the same join can ever succeed.
     pub fn is_retryable(self) -> bool {
         matches!(

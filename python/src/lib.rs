@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use livekit_ffi::ffi::{FfiError as CoreError, FfiServer};
+use livekit_ffi::ffi::FfiServer;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -49,11 +49,9 @@ fn initialize(callback: Py<PyAny>, capture_logs: bool, sdk: &str, sdk_version: &
 fn request<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
     let server = FfiServer::global();
     let result = py.detach(|| server.handle_request(data));
-    match result {
-        Ok(bytes) => Ok(PyBytes::new(py, &bytes)),
-        Err(e @ CoreError::Panic(_)) => Err(FfiError::new_err(e.to_string())),
-        Err(e) => Err(FfiError::new_err(e.to_string())),
-    }
+    result
+        .map(|bytes| PyBytes::new(py, &bytes))
+        .map_err(|e| FfiError::new_err(e.to_string()))
 }
 
 /// Releases a handle; `False` when it was unknown (already dropped).

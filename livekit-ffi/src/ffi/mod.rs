@@ -246,11 +246,10 @@ impl FfiServer {
     /// couple of seconds when called off the runtime); no event is sent afterwards
     /// unless the client initializes again.
     pub fn dispose(&'static self, asynchronous: bool) -> proto::DisposeResponse {
-        let sink = if asynchronous {
-            self.sink.read().clone()
-        } else {
-            self.sink.write().take()
-        };
+        if !asynchronous {
+            // Waits for callbacks under way; none start afterwards.
+            self.sink.write().take();
+        }
         let pending: Vec<_> = self.pending.lock().drain().collect();
         for (_, task) in pending {
             task.abort();
@@ -273,15 +272,9 @@ impl FfiServer {
             let async_id = self.next_id();
             self.spawn(async move {
                 leave_all.await;
-                if let Some(sink) = sink {
-                    let bytes = proto::FfiEvent {
-                        message: Some(proto::ffi_event::Message::Dispose(proto::DisposeCallback {
-                            async_id,
-                        })),
-                    }
-                    .encode_to_vec();
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(&bytes)));
-                }
+                self.send_event(proto::ffi_event::Message::Dispose(proto::DisposeCallback {
+                    async_id,
+                }));
             });
             proto::DisposeResponse {
                 async_id: Some(async_id),

@@ -43,8 +43,6 @@ pub(super) fn room_of(handle: &(dyn std::any::Any + Send + Sync)) -> Option<Room
 /// A participant handle; the local one can act on the room.
 pub(crate) struct FfiParticipant {
     room: Option<Room>,
-    #[allow(dead_code)]
-    identity: String,
 }
 
 /// Received bytes, alive until the client drops the handle.
@@ -77,10 +75,7 @@ fn owned_participant(
     p: &Participant,
     room: Option<Room>,
 ) -> proto::OwnedParticipant {
-    let id = server.insert_handle(FfiParticipant {
-        room,
-        identity: p.identity.clone(),
-    });
+    let id = server.insert_handle(FfiParticipant { room });
     proto::OwnedParticipant {
         handle: proto::FfiOwnedHandle { id },
         info: participant_info(p),

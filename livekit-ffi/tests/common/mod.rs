@@ -40,6 +40,22 @@ fn server_binary() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// Runs the server binary on `dir/livekit.yaml`, logging to `dir/server.log`.
+fn spawn(bin: &std::path::Path, dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    Command::new(bin)
+        .arg("--config")
+        .arg(dir.join("livekit.yaml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start the livekit server")
+}
+
 fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -75,16 +91,8 @@ impl Server {
                  rtc: {{tcp_port: {tcp}, udp_port: {udp}, use_external_ip: false, node_ip: 127.0.0.1, enable_loopback_candidate: true}}\n\
                  turn: {{enabled: false}}\nroom: {{auto_create: true}}\nlogging: {{level: warn}}\n{extra_yaml}"
             );
-            let cfg = dir.join("livekit.yaml");
-            std::fs::write(&cfg, config).unwrap();
-            let log = std::fs::File::create(dir.join("server.log")).unwrap();
-            let child = Command::new(&bin)
-                .arg("--config")
-                .arg(&cfg)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start livekit server");
+            std::fs::write(dir.join("livekit.yaml"), config).unwrap();
+            let child = spawn(&bin, &dir);
             let mut server = Server { child, port, dir };
             if server.wait_ready(Duration::from_secs(20)) {
                 return server;
@@ -99,17 +107,7 @@ impl Server {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
-        self.child = Command::new(server_binary())
-            .arg("--config")
-            .arg(self.dir.join("livekit.yaml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("restart livekit server");
+        self.child = spawn(&server_binary(), &self.dir);
         assert!(
             self.wait_ready(Duration::from_secs(20)),
             "the server did not come back"
