@@ -118,20 +118,18 @@ impl Session {
             answers: 0,
             publisher_ready: false,
         };
-        match tokio::time::timeout(opts.ice_timeout, s.negotiate_until_ready()).await {
-            Ok(Ok(())) => Ok(s),
-            Ok(Err(e)) => {
-                s.signal.close(None).await;
-                Err(e)
-            }
-            Err(_) => {
-                s.signal.close(Some(leave_request())).await;
-                Err(Error::connect(
-                    FailureReason::Rtc,
-                    format!("peer connections not up within {:?}", opts.ice_timeout),
-                ))
-            }
-        }
+        let error = match tokio::time::timeout(opts.ice_timeout, s.negotiate_until_ready()).await {
+            Ok(Ok(())) => return Ok(s),
+            Ok(Err(e)) => e,
+            Err(_) => Error::connect(
+                FailureReason::Rtc,
+                format!("peer connections not up within {:?}", opts.ice_timeout),
+            ),
+        };
+        // The server accepted the join: say we leave, or it keeps our participant
+        // around waiting for a resume.
+        s.signal.close(Some(leave_request())).await;
+        Err(error)
     }
 
     async fn negotiate_until_ready(&mut self) -> Result<()> {

@@ -13,7 +13,7 @@ use livekit_protocol as proto;
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 use url::Url;
 
@@ -183,6 +183,45 @@ impl SignalClient {
         proto::signal_response::Message,
         mpsc::Receiver<SignalEvent>,
     )> {
+        let (base, token, opts, resume) = (
+            base.clone(),
+            token.to_owned(),
+            opts.clone(),
+            resume.cloned(),
+        );
+        let (done_tx, done_rx) = oneshot::channel();
+        // The join runs in its own task, so a caller that gives up halfway (a cancelled
+        // connect) cannot cut it short: once the server has accepted it, the client
+        // nobody received is dropped and `run` leaves at once.
+        tokio::spawn(async move {
+            match Self::open(&base, &token, &opts, resume.as_ref()).await {
+                Err(e) => {
+                    let _ = done_tx.send(Err(e));
+                }
+                Ok((ws, first)) => {
+                    let (tx, rx) = mpsc::channel(64);
+                    let (events_tx, events_rx) = mpsc::channel(1024);
+                    let ping = match &first {
+                        proto::signal_response::Message::Join(j) => PingTimes::from_join(j),
+                        _ => PingTimes::from_join(&Default::default()),
+                    };
+                    let _ = done_tx.send(Ok((SignalClient { tx }, first, events_rx)));
+                    run(ws, rx, events_tx, ping).await;
+                }
+            }
+        });
+        done_rx
+            .await
+            .map_err(|_| Error::Signal("the signal task ended".into()))?
+    }
+
+    /// Dials, upgrades to a WebSocket and reads the answer to the join.
+    async fn open(
+        base: &Url,
+        token: &str,
+        opts: &JoinOptions,
+        resume: Option<&Resume>,
+    ) -> Result<(WsStream, proto::signal_response::Message)> {
         let url = join_url(base, "rtc", token, opts, resume);
         let deadline = tokio::time::Instant::now() + opts.connect_timeout;
         let ws = match tokio::time::timeout_at(deadline, Self::handshake(&url)).await {
@@ -228,14 +267,7 @@ impl SignalClient {
                     "the server did not answer the join",
                 )
             })??;
-        let (tx, rx) = mpsc::channel(64);
-        let (events_tx, events_rx) = mpsc::channel(1024);
-        let ping = match &first {
-            proto::signal_response::Message::Join(j) => PingTimes::from_join(j),
-            _ => PingTimes::from_join(&Default::default()),
-        };
-        tokio::spawn(run(ws, rx, events_tx, ping));
-        Ok((SignalClient { tx }, first, events_rx))
+        Ok((ws, first))
     }
 
     async fn handshake(url: &Url) -> std::result::Result<WsStream, HandshakeError> {
