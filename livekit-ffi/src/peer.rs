@@ -120,6 +120,25 @@ pub fn route_ip(remote: IpAddr) -> IpAddr {
         })
 }
 
+/// Socket buffers for bursts of large data messages: with the OS default (~200 KiB)
+/// a burst overflows the receive queue, and SCTP then waits for its retransmission
+/// timer. The OS caps the request at its maximum (net.core.rmem_max / wmem_max).
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, only with more loss under bursts.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 impl PeerConnection {
     /// Binds a UDP socket on `local_ip` and starts the peer's task; its events go to
     /// `events`, tagged with `role`.
@@ -128,8 +147,7 @@ impl PeerConnection {
         local_ip: IpAddr,
         events: mpsc::Sender<(PeerRole, PeerEvent)>,
     ) -> Result<Self> {
-        let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))
-            .await
+        let socket = bind_udp(SocketAddr::new(local_ip, 0))
             .map_err(|e| Error::Rtc(format!("cannot bind a UDP socket on {local_ip}: {e}")))?;
         let local = socket
             .local_addr()
