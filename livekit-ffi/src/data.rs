@@ -1,10 +1,10 @@
-//! User data packets: encoding, size limits, reliable sequence numbers, the resend
-//! buffer kept for a resume, and per-sender duplicate filtering on receive.
+//! User data packets: kinds, size limits, decoding, and per-sender duplicate
+//! filtering on receive.
 //!
 //! Sans-IO: callers hand in bytes and clocks, and get bytes and verdicts back. The
-//! engine writes the encoded packet to the `_reliable` or `_lossy` data channel.
+//! send side (numbering, queues, resend) is [`crate::outbox`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
@@ -14,8 +14,6 @@ use crate::error::DataError;
 
 /// Hard cap on one data channel message, whatever the SDP allows.
 pub const MAX_MESSAGE_SIZE: usize = 64_000;
-/// Byte budget of the resend buffer of reliable packets kept for a resume.
-pub const RESEND_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// How long per-sender receive state lives after the last packet.
 pub const DEDUP_TTL: Duration = Duration::from_secs(30);
 
@@ -33,7 +31,7 @@ impl DataKind {
         }
     }
 
-    fn proto(self) -> proto::data_packet::Kind {
+    pub(crate) fn proto(self) -> proto::data_packet::Kind {
         match self {
             DataKind::Reliable => proto::data_packet::Kind::Reliable,
             DataKind::Lossy => proto::data_packet::Kind::Lossy,
@@ -57,114 +55,6 @@ pub struct ReceivedData {
     pub kind: DataKind,
     pub participant_identity: String,
     pub participant_sid: String,
-}
-
-/// Numbers reliable packets and keeps them until the server has them for sure.
-#[derive(Debug)]
-pub struct DataSender {
-    next_sequence: u32,
-    resend: VecDeque<(u32, Vec<u8>)>,
-    resend_bytes: usize,
-    resend_cap: usize,
-}
-
-impl Default for DataSender {
-    fn default() -> Self {
-        Self::new(RESEND_BUFFER_BYTES)
-    }
-}
-
-impl DataSender {
-    pub fn new(resend_cap: usize) -> Self {
-        Self {
-            next_sequence: 1,
-            resend: VecDeque::new(),
-            resend_bytes: 0,
-            resend_cap,
-        }
-    }
-
-    /// Encodes `data` from `identity`; refuses it before anything is sent when the
-    /// encoded packet is over `max_message_size`.
-    pub fn encode(
-        &mut self,
-        identity: &str,
-        data: UserData,
-        kind: DataKind,
-        max_message_size: usize,
-    ) -> Result<Vec<u8>, DataError> {
-        let max = max_message_size.min(MAX_MESSAGE_SIZE);
-        // Cheap early refusal, without building a packet around a huge payload.
-        if data.payload.len() > max {
-            return Err(DataError::TooLarge {
-                size: data.payload.len(),
-                max,
-            });
-        }
-        let sequence = match kind {
-            DataKind::Reliable => self.next_sequence,
-            DataKind::Lossy => 0,
-        };
-        #[allow(deprecated)]
-        let packet = proto::DataPacket {
-            kind: kind.proto() as i32,
-            participant_identity: identity.to_owned(),
-            destination_identities: data.destination_identities.clone(),
-            sequence,
-            value: Some(proto::data_packet::Value::User(proto::UserPacket {
-                participant_identity: identity.to_owned(),
-                payload: data.payload,
-                destination_identities: data.destination_identities,
-                topic: data.topic,
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        let bytes = packet.encode_to_vec();
-        if bytes.len() > max {
-            return Err(DataError::TooLarge {
-                size: bytes.len(),
-                max,
-            });
-        }
-        if kind == DataKind::Reliable {
-            self.next_sequence = self.next_sequence.wrapping_add(1).max(1);
-            self.remember(sequence, bytes.clone());
-        }
-        Ok(bytes)
-    }
-
-    fn remember(&mut self, sequence: u32, bytes: Vec<u8>) {
-        self.resend_bytes += bytes.len();
-        self.resend.push_back((sequence, bytes));
-        while self.resend_bytes > self.resend_cap {
-            match self.resend.pop_front() {
-                Some((_, old)) => self.resend_bytes -= old.len(),
-                None => break,
-            }
-        }
-    }
-
-    /// The server confirmed it received everything up to `last_sequence`.
-    pub fn acknowledge(&mut self, last_sequence: u32) {
-        while let Some((seq, _)) = self.resend.front() {
-            if *seq > last_sequence {
-                break;
-            }
-            if let Some((_, b)) = self.resend.pop_front() {
-                self.resend_bytes -= b.len();
-            }
-        }
-    }
-
-    /// Packets to send again after a resume, oldest first.
-    pub fn unacknowledged(&self) -> impl Iterator<Item = &[u8]> {
-        self.resend.iter().map(|(_, b)| b.as_slice())
-    }
-
-    pub fn buffered(&self) -> (usize, usize) {
-        (self.resend.len(), self.resend_bytes)
-    }
 }
 
 /// What a received data channel message turned out to be.
@@ -271,22 +161,32 @@ impl DataReceiver {
     }
 }
 
-/// Reads `a=max-message-size` from an SDP; absent means the RFC 8841 default of 64 KiB,
-/// and 0 means "no limit" (we still cap at [`MAX_MESSAGE_SIZE`]).
-pub fn sdp_max_message_size(sdp: &str) -> usize {
-    let value = sdp
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("a=max-message-size:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    match value {
-        Some(0) | None => MAX_MESSAGE_SIZE,
-        Some(v) => v.min(MAX_MESSAGE_SIZE),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::OutboxState;
+
+    /// Encodes one packet the way the outbox does.
+    struct DataSender(OutboxState);
+
+    impl DataSender {
+        fn default() -> Self {
+            Self(OutboxState::default())
+        }
+
+        fn encode(
+            &mut self,
+            identity: &str,
+            data: UserData,
+            kind: DataKind,
+            max: usize,
+        ) -> Result<Vec<u8>, DataError> {
+            self.0.push(identity, data, kind, max, None)?;
+            let bytes = self.0.front(kind).map(<[u8]>::to_vec).unwrap_or_default();
+            self.0.written(kind);
+            Ok(bytes)
+        }
+    }
 
     fn user(payload: &[u8], topic: Option<&str>) -> UserData {
         UserData {
@@ -323,7 +223,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(tx.buffered().0, 3);
+        assert_eq!(tx.0.stats().2, 3);
     }
 
     #[test]
@@ -390,38 +290,6 @@ mod tests {
             .encode("a", user(b"ok", None), DataKind::Reliable, 16_000)
             .unwrap();
         assert_eq!(proto::DataPacket::decode(b.as_slice()).unwrap().sequence, 1);
-    }
-
-    #[test]
-    fn resend_buffer_is_bounded_and_acknowledged() {
-        let mut tx = DataSender::new(3_000);
-        for _ in 0..10 {
-            tx.encode("a", user(&[0; 1000], None), DataKind::Reliable, 64_000)
-                .unwrap();
-        }
-        let (n, bytes) = tx.buffered();
-        assert!(bytes <= 3_000 && n == 2, "{n} packets, {bytes} bytes");
-        tx.acknowledge(9);
-        assert_eq!(tx.buffered().0, 1);
-        tx.acknowledge(10);
-        assert_eq!(tx.buffered(), (0, 0));
-    }
-
-    #[test]
-    fn max_message_size_comes_from_sdp() {
-        assert_eq!(
-            sdp_max_message_size("v=0\r\na=max-message-size:16384\r\n"),
-            16384
-        );
-        assert_eq!(
-            sdp_max_message_size("a=max-message-size:262144"),
-            MAX_MESSAGE_SIZE
-        );
-        assert_eq!(sdp_max_message_size("v=0"), MAX_MESSAGE_SIZE);
-        assert_eq!(
-            sdp_max_message_size("a=max-message-size:0"),
-            MAX_MESSAGE_SIZE
-        );
     }
 
     #[test]

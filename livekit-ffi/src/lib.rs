@@ -19,8 +19,10 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod ffi;
+pub mod outbox;
 pub mod peer;
 pub mod room;
+pub mod sdp;
 pub mod signal;
 pub mod state;
 

@@ -6,7 +6,7 @@
 //! and repeats. Everything else talks to it through `PeerConnection`, a cheap
 //! handle that sends commands and awaits their answers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,32 +19,22 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::data::{sdp_max_message_size, DataKind, MAX_MESSAGE_SIZE};
+use crate::data::{DataKind, MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
+use crate::outbox::Outbox;
+use crate::sdp;
+
+/// A channel takes no more packets while this much is buffered in SCTP: a burst
+/// waits in the outbox (where callers feel it), not in SCTP (where it adds latency).
+const SEND_HIGH_WATER: usize = 192 * 1024;
+/// SCTP tells us when a channel's buffer drains below this.
+const SEND_LOW_WATER: usize = 64 * 1024;
 
 /// Which of the two peer connections of a session this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PeerRole {
     Publisher,
     Subscriber,
-}
-
-impl PeerRole {
-    /// `SignalTarget` value of trickle messages.
-    pub fn signal_target(self) -> i32 {
-        match self {
-            PeerRole::Publisher => 0,
-            PeerRole::Subscriber => 1,
-        }
-    }
-
-    pub fn from_signal_target(t: i32) -> Self {
-        if t == 1 {
-            PeerRole::Subscriber
-        } else {
-            PeerRole::Publisher
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -69,7 +59,6 @@ enum Command {
     AcceptAnswer(String, oneshot::Sender<Result<()>>),
     AcceptOffer(String, oneshot::Sender<Result<String>>),
     AddRemoteCandidate(Candidate),
-    Send(DataKind, Vec<u8>, oneshot::Sender<Result<()>>),
 }
 
 /// Handle to a running peer connection task. The task ends when every handle is gone.
@@ -141,11 +130,12 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 impl PeerConnection {
     /// Binds a UDP socket on `local_ip` and starts the peer's task; its events go to
-    /// `events`, tagged with `role`.
+    /// `events`, tagged with `role`. A publisher sends what `outbox` queues.
     pub async fn new(
         role: PeerRole,
         local_ip: IpAddr,
         events: mpsc::Sender<(PeerRole, PeerEvent)>,
+        outbox: Option<Arc<Outbox>>,
     ) -> Result<Self> {
         let socket = bind_udp(SocketAddr::new(local_ip, 0))
             .map_err(|e| Error::Rtc(format!("cannot bind a UDP socket on {local_ip}: {e}")))?;
@@ -158,7 +148,7 @@ impl PeerConnection {
             .set_sctp_max_message_size(MAX_MESSAGE_SIZE as u32)
             // Small enough that a burst waits in the caller (backpressure), not in SCTP
             // (latency); large enough to keep the association busy.
-            .set_sctp_max_buffered_amount(256 * 1024)
+            .set_sctp_max_buffered_amount(SEND_HIGH_WATER + SEND_LOW_WATER)
             .build(Instant::now());
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| Error::Rtc(format!("bad host candidate {local}: {e}")))?;
@@ -177,9 +167,8 @@ impl PeerConnection {
             pending_offer: None,
             channels: HashMap::new(),
             open: HashMap::new(),
-            queue: VecDeque::new(),
+            outbox,
             remote_described: false,
-            closed: Default::default(),
             early_candidates: Vec::new(),
             max_message_size: max_message_size.clone(),
         };
@@ -197,15 +186,16 @@ impl PeerConnection {
         self.role
     }
 
-    /// Our candidates as the JSON `candidate_init` of a trickle message.
-    pub fn local_candidate_inits(&self, sdp_mid: &str) -> Vec<String> {
+    /// Our candidates as the JSON `candidate_init` of a trickle message, for the
+    /// m-line `sdp_mid` at `index` (the one whose transport the bundle shares).
+    pub fn local_candidate_inits(&self, sdp_mid: &str, index: u32) -> Vec<String> {
         self.local_candidates
             .iter()
             .map(|c| {
                 serde_json::json!({
                     "candidate": c.to_sdp_string(),
                     "sdpMid": sdp_mid,
-                    "sdpMLineIndex": 0,
+                    "sdpMLineIndex": index,
                 })
                 .to_string()
             })
@@ -262,26 +252,6 @@ impl PeerConnection {
             .await
             .map_err(|_| Error::Rtc("peer connection closed".into()))
     }
-
-    /// Writes one message on a data channel; resolves once SCTP has taken it.
-    pub async fn send(&self, kind: DataKind, bytes: Vec<u8>) -> Result<()> {
-        self.call(|r| Command::Send(kind, bytes, r)).await
-    }
-
-    /// Queues one message in order and returns at once; the receiver resolves once
-    /// SCTP has taken it.
-    pub async fn enqueue(
-        &self,
-        kind: DataKind,
-        bytes: Vec<u8>,
-    ) -> Result<oneshot::Receiver<Result<()>>> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Send(kind, bytes, reply))
-            .await
-            .map_err(|_| Error::Rtc("peer connection closed".into()))?;
-        Ok(rx)
-    }
 }
 
 /// Parses a trickle `candidate_init` into a UDP candidate; `None` for candidates we skip.
@@ -314,11 +284,9 @@ struct Driver {
     pending_offer: Option<SdpPendingOffer>,
     channels: HashMap<ChannelId, DataKind>,
     open: HashMap<DataKind, ChannelId>,
-    /// Messages waiting for room in the SCTP send buffer, oldest first.
-    queue: VecDeque<(DataKind, Vec<u8>, oneshot::Sender<Result<()>>)>,
+    /// What a publisher sends; the queue outlives this connection.
+    outbox: Option<Arc<Outbox>>,
     remote_described: bool,
-    /// Kinds whose channel was open and closed since.
-    closed: std::collections::HashSet<DataKind>,
     early_candidates: Vec<Candidate>,
     max_message_size: Arc<AtomicUsize>,
     ice: Arc<std::sync::atomic::AtomicU8>,
@@ -343,14 +311,22 @@ impl Driver {
                     continue;
                 }
             }
-            self.flush_queue().await;
+            self.flush_outbox().await;
             if !self.rtc.is_alive() {
                 self.emit(PeerEvent::Closed("peer connection closed".into()))
                     .await;
                 break;
             }
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout));
+            let outbox = self.outbox.clone();
+            let queued = async {
+                match &outbox {
+                    Some(o) => o.queued().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                _ = queued => {}
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => break,
@@ -374,9 +350,6 @@ impl Driver {
             }
         }
         self.rtc.disconnect();
-        for (_, _, reply) in self.queue.drain(..) {
-            let _ = reply.send(Err(Error::Rtc("peer connection closed".into())));
-        }
     }
 
     async fn emit(&self, ev: PeerEvent) {
@@ -417,6 +390,9 @@ impl Driver {
                     DataKind::Reliable
                 };
                 self.channels.insert(id, kind);
+                if let Some(mut ch) = self.rtc.channel(id) {
+                    ch.set_buffered_amount_low_threshold(SEND_LOW_WATER);
+                }
                 // Prefer our own channels for sending; the server's are receive-only for us.
                 self.open.entry(kind).or_insert(id);
                 self.emit(PeerEvent::ChannelOpen(kind)).await;
@@ -435,19 +411,9 @@ impl Driver {
             }
             Event::ChannelClose(id) => {
                 if let Some(kind) = self.channels.remove(&id) {
+                    // What waits for this channel stays queued for the next session.
                     if self.open.get(&kind) == Some(&id) {
                         self.open.remove(&kind);
-                        self.closed.insert(kind);
-                        // Whatever waited for this channel will never go out.
-                        let (gone, keep): (VecDeque<_>, VecDeque<_>) =
-                            self.queue.drain(..).partition(|(k, _, _)| *k == kind);
-                        self.queue = keep;
-                        for (_, _, reply) in gone {
-                            let _ = reply
-                                .send(Err(
-                                    crate::error::DataError::ChannelNotOpen(kind.label()).into()
-                                ));
-                        }
                     }
                 }
             }
@@ -456,31 +422,45 @@ impl Driver {
         }
     }
 
-    /// Moves queued messages into SCTP while it has room; one write per drain.
-    async fn flush_queue(&mut self) {
-        while let Some((kind, bytes, _)) = self.queue.front() {
-            let Some(id) = self.open.get(kind).copied() else {
-                break;
+    /// Hands queued packets to SCTP, in order, while each channel is below the
+    /// high-water mark; drains the `Rtc` after every write.
+    async fn flush_outbox(&mut self) {
+        let Some(outbox) = self.outbox.clone() else {
+            return;
+        };
+        for kind in [DataKind::Reliable, DataKind::Lossy] {
+            let Some(id) = self.open.get(&kind).copied() else {
+                continue;
             };
-            let Some(mut ch) = self.rtc.channel(id) else {
-                break;
-            };
-            match ch.write(true, bytes) {
-                Ok(true) => {
-                    if let Some((_, _, reply)) = self.queue.pop_front() {
-                        let _ = reply.send(Ok(()));
+            loop {
+                let finished = {
+                    let Some(mut ch) = self.rtc.channel(id) else {
+                        break;
+                    };
+                    if ch.buffered_amount() >= SEND_HIGH_WATER {
+                        break;
                     }
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    if let Some((_, _, reply)) = self.queue.pop_front() {
-                        let _ =
-                            reply.send(Err(Error::Rtc(format!("data channel write failed: {e}"))));
+                    let mut queue = outbox.lock();
+                    let Some(bytes) = queue.front(kind) else {
+                        break;
+                    };
+                    match ch.write(true, bytes) {
+                        Ok(true) => queue.written(kind).map(|done| (done, Ok(()))),
+                        Ok(false) => break,
+                        Err(e) => queue.discard_front(kind).map(|done| {
+                            (
+                                done,
+                                Err(Error::Rtc(format!("data channel write failed: {e}"))),
+                            )
+                        }),
                     }
+                };
+                if let Some((done, result)) = finished {
+                    done(result);
                 }
-            }
-            if self.drain().await.is_none() {
-                break;
+                if self.drain().await.is_none() {
+                    return;
+                }
             }
         }
     }
@@ -539,8 +519,11 @@ impl Driver {
                         .sdp_api()
                         .accept_answer(pending, answer)
                         .map_err(|e| Error::Rtc(format!("answer refused: {e}")))?;
-                    self.max_message_size
-                        .store(sdp_max_message_size(&sdp), Ordering::Relaxed);
+                    let max = sdp::max_message_size(&sdp);
+                    self.max_message_size.store(max, Ordering::Relaxed);
+                    if let Some(outbox) = &self.outbox {
+                        outbox.set_max_message_size(max);
+                    }
                     Ok(())
                 })();
                 if result.is_ok() {
@@ -558,7 +541,7 @@ impl Driver {
                         .accept_offer(offer)
                         .map_err(|e| Error::Rtc(format!("offer refused: {e}")))?;
                     self.max_message_size
-                        .store(sdp_max_message_size(&sdp), Ordering::Relaxed);
+                        .store(sdp::max_message_size(&sdp), Ordering::Relaxed);
                     Ok(answer.to_sdp_string())
                 })();
                 if result.is_ok() {
@@ -572,19 +555,6 @@ impl Driver {
                 } else {
                     self.early_candidates.push(c);
                 }
-            }
-            Command::Send(kind, bytes, reply) => {
-                // Before our channels open, messages wait for them; once one closed,
-                // nothing will carry them.
-                if self.closed.contains(&kind)
-                    || (self.role == PeerRole::Subscriber && !self.open.contains_key(&kind))
-                {
-                    let _ = reply.send(Err(
-                        crate::error::DataError::ChannelNotOpen(kind.label()).into()
-                    ));
-                    return;
-                }
-                self.queue.push_back((kind, bytes, reply));
             }
         }
     }

@@ -206,12 +206,21 @@ pub enum LeaveAction {
 
 impl LeaveAction {
     pub fn from_request(action: i32, can_reconnect: bool) -> Self {
-        match action {
-            1 => Self::Resume,
-            2 => Self::Reconnect,
+        use livekit_protocol::leave_request::Action;
+        match Action::try_from(action) {
+            Ok(Action::Resume) => Self::Resume,
+            Ok(Action::Reconnect) => Self::Reconnect,
             // Servers older than the `action` field only set `can_reconnect`.
-            _ if can_reconnect => Self::Reconnect,
-            _ => Self::Disconnect,
+            Ok(Action::Disconnect) if can_reconnect => Self::Reconnect,
+            Ok(Action::Disconnect) => Self::Disconnect,
+            Err(_) => {
+                log::warn!("unknown leave action {action}; going by can_reconnect");
+                if can_reconnect {
+                    Self::Reconnect
+                } else {
+                    Self::Disconnect
+                }
+            }
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Four functions carry the whole protocol, as in the C ABI: `request` takes a
 //! serialized `FfiRequest` and returns the `FfiResponse` (the GIL is released while
-//! the core works), events arrive through the callback given to `initialize` on a
-//! core thread, and handles are dropped explicitly. Everything above this (routing
+//! the core works), events arrive through the callback given to `initialize` on the
+//! core's delivery thread (the only core thread that ever waits for the GIL), and
+//! handles are dropped explicitly. Everything above this (routing
 //! events to futures and rooms, the `Room` API) is plain Python in `livekit/rtc`.
 
 use std::sync::Arc;
@@ -21,13 +22,24 @@ create_exception!(
     "A request the core refused."
 );
 
-/// Registers `callback(event: bytes)` for every `FfiEvent`; it runs on a core thread
-/// with the GIL held. Calling again replaces the callback.
+/// Registers `callback(event: bytes)` for every `FfiEvent`; it runs on the core's
+/// delivery thread with the GIL held. Calling again replaces the callback.
+/// `event_queue_bytes` bounds the events waiting for Python (lossy data past it is
+/// dropped; reliable data and everything else is kept).
 #[pyfunction]
-#[pyo3(signature = (callback, capture_logs=true, sdk="python", sdk_version=""))]
-fn initialize(callback: Py<PyAny>, capture_logs: bool, sdk: &str, sdk_version: &str) {
+#[pyo3(signature = (callback, capture_logs=true, sdk="python", sdk_version="", event_queue_bytes=None))]
+fn initialize(
+    callback: Py<PyAny>,
+    capture_logs: bool,
+    sdk: &str,
+    sdk_version: &str,
+    event_queue_bytes: Option<usize>,
+) {
     let _ = (sdk, sdk_version);
     let callback = Arc::new(callback);
+    if let Some(bytes) = event_queue_bytes {
+        FfiServer::global().set_event_queue_bytes(bytes);
+    }
     FfiServer::global().initialize(
         Arc::new(move |bytes: &[u8]| {
             // Never block on (or unwind out of) an interpreter that is shutting down:
@@ -74,6 +86,13 @@ fn handle_count() -> usize {
     FfiServer::global().handle_count()
 }
 
+/// Events waiting for Python: (events, bytes, delivered so far, dropped so far).
+#[pyfunction]
+fn delivery_stats() -> (usize, usize, u64, u64) {
+    let s = FfiServer::global().delivery_stats();
+    (s.queued_events, s.queued_bytes, s.delivered, s.dropped)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(initialize, m)?)?;
@@ -81,6 +100,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(drop_handle, m)?)?;
     m.add_function(wrap_pyfunction!(dispose, m)?)?;
     m.add_function(wrap_pyfunction!(handle_count, m)?)?;
+    m.add_function(wrap_pyfunction!(delivery_stats, m)?)?;
     m.add("FfiError", m.py().get_type::<FfiError>())?;
     Ok(())
 }

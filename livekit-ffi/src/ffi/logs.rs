@@ -1,5 +1,8 @@
 //! Forwards the core's `log` records to the client as `LogBatch` events, batched so
 //! that a chatty module costs one event per flush, not one per line.
+//!
+//! Logging only appends to a bounded batch; a thread of its own flushes it into the
+//! delivery queue, so no transport thread ever encodes or hands over a batch.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -11,10 +14,13 @@ use super::FfiServer;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 const MAX_BATCH: usize = 256;
+/// Records kept between flushes; past it, records are dropped and counted.
+const MAX_PENDING: usize = 16 * 1024;
 
 struct FfiLogger {
     server: &'static FfiServer,
     batch: Mutex<Vec<proto::LogRecord>>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 static LOGGER: OnceLock<&'static FfiLogger> = OnceLock::new();
@@ -43,28 +49,34 @@ impl log::Log for FfiLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let full = {
-            let mut batch = self.batch.lock();
-            batch.push(proto::LogRecord {
-                level: level(record.level()) as i32,
-                target: record.target().to_owned(),
-                module_path: record.module_path().map(str::to_owned),
-                file: record.file().map(str::to_owned),
-                line: record.line(),
-                message: record.args().to_string(),
-            });
-            batch.len() >= MAX_BATCH
+        let entry = proto::LogRecord {
+            level: level(record.level()) as i32,
+            target: record.target().to_owned(),
+            module_path: record.module_path().map(str::to_owned),
+            file: record.file().map(str::to_owned),
+            line: record.line(),
+            message: record.args().to_string(),
         };
-        if full {
-            self.flush();
+        let mut batch = self.batch.lock();
+        if batch.len() < MAX_PENDING {
+            batch.push(entry);
+        } else {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     fn flush(&self) {
-        let records = std::mem::take(&mut *self.batch.lock());
-        if !records.is_empty() {
+        let pending = std::mem::take(&mut *self.batch.lock());
+        let mut records = pending.into_iter().peekable();
+        while records.peek().is_some() {
+            let records: Vec<_> = records.by_ref().take(MAX_BATCH).collect();
             self.server
                 .send_event(proto::ffi_event::Message::Logs(proto::LogBatch { records }));
+        }
+        let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            log::warn!("{dropped} log records were dropped: the client read them too slowly");
         }
     }
 }
@@ -77,6 +89,7 @@ pub(super) fn install(server: &'static FfiServer) {
         Box::leak(Box::new(FfiLogger {
             server,
             batch: Mutex::new(Vec::new()),
+            dropped: Default::default(),
         }))
     });
     if !fresh {
@@ -85,12 +98,14 @@ pub(super) fn install(server: &'static FfiServer) {
     if log::set_logger(*logger).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
         let logger: &'static FfiLogger = logger;
-        server.spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_EVERY);
-            loop {
-                tick.tick().await;
+        let started = std::thread::Builder::new()
+            .name("livekit-ffi-logs".into())
+            .spawn(move || loop {
+                std::thread::sleep(FLUSH_EVERY);
                 log::Log::flush(logger);
-            }
-        });
+            });
+        if let Err(e) = started {
+            eprintln!("livekit-ffi: cannot start the log thread, logs stay local: {e}");
+        }
     }
 }

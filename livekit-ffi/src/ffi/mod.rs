@@ -9,8 +9,11 @@
 //! binding calls [`FfiServer`] directly.
 
 pub mod cabi;
+mod delivery;
 mod logs;
 mod room;
+
+pub use delivery::{DeliveryStats, DEFAULT_QUEUE_BYTES};
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -20,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures_util::FutureExt;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use prost::Message;
 
 /// Messages of `protocol/*.proto`, package `livekit.proto`.
@@ -53,7 +56,7 @@ pub enum FfiError {
 
 pub type FfiResult<T> = Result<T, FfiError>;
 
-/// Where events go: called from runtime threads, one serialized `FfiEvent` each.
+/// Where events go: called from the delivery thread, one serialized `FfiEvent` each.
 pub type EventSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 type Handle = Box<dyn Any + Send + Sync>;
@@ -62,9 +65,10 @@ pub struct FfiServer {
     runtime: tokio::runtime::Runtime,
     handles: Mutex<HashMap<u64, Handle>>,
     next_id: AtomicU64,
-    sink: RwLock<Option<EventSink>>,
-    /// Async work that may still be cancelled, by async_id.
-    pending: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    delivery: Arc<delivery::Delivery>,
+    /// Async work that may still be cancelled, by async_id (with its task, if it has
+    /// one of its own: a queued packet has none).
+    pending: Mutex<HashMap<u64, Option<tokio::task::AbortHandle>>>,
 }
 
 static SERVER: OnceLock<FfiServer> = OnceLock::new();
@@ -83,7 +87,7 @@ impl FfiServer {
                 runtime,
                 handles: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
-                sink: RwLock::new(None),
+                delivery: Arc::new(delivery::Delivery::new()),
                 pending: Mutex::new(HashMap::new()),
             }
         })
@@ -91,8 +95,9 @@ impl FfiServer {
 
     /// Registers where events go; with `capture_logs`, the core's logs become
     /// `LogBatch` events instead of going nowhere.
+    /// Calling it again replaces the sink without waiting for a delivery under way.
     pub fn initialize(&'static self, sink: EventSink, capture_logs: bool) {
-        *self.sink.write() = Some(sink);
+        self.delivery.open(sink);
         if capture_logs {
             logs::install(self);
         }
@@ -140,19 +145,32 @@ impl FfiServer {
         self.handles.lock().len()
     }
 
+    /// Bounds the bytes of undelivered events (see [`DEFAULT_QUEUE_BYTES`]).
+    pub fn set_event_queue_bytes(&self, bytes: usize) {
+        self.delivery.set_bound(bytes);
+    }
+
+    pub fn delivery_stats(&self) -> DeliveryStats {
+        self.delivery.stats()
+    }
+
+    /// Queues an event for the client; never waits for it.
     pub(crate) fn send_event(&self, message: proto::ffi_event::Message) {
-        // The read guard is held through the call: `dispose` takes the write lock, so
-        // once it returns no callback is running or will run (a client may tear its
-        // runtime down right after, as Python does at exit).
-        let sink = self.sink.read();
-        if let Some(sink) = sink.as_ref() {
-            let bytes = proto::FfiEvent {
-                message: Some(message),
-            }
-            .encode_to_vec();
-            // A panicking sink must not take a runtime thread down with it.
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(&bytes)));
+        self.push_event(message, delivery::Class::Keep);
+    }
+
+    /// Queues an event that may be dropped when the client is far behind; `false`
+    /// when it was (the caller then releases what the event would have handed over).
+    pub(crate) fn push_event(
+        &self,
+        message: proto::ffi_event::Message,
+        class: delivery::Class,
+    ) -> bool {
+        let bytes = proto::FfiEvent {
+            message: Some(message),
         }
+        .encode_to_vec();
+        self.delivery.push(bytes, class)
     }
 
     /// Spawns the work of request `async_id`; it stays cancellable until it calls
@@ -177,7 +195,13 @@ impl FfiServer {
             }
         });
         // Registered under the lock, so `finish` from the task cannot come first.
-        pending.insert(async_id, task.abort_handle());
+        pending.insert(async_id, Some(task.abort_handle()));
+    }
+
+    /// Registers request `async_id` whose work runs without a task of its own; a
+    /// cancel then only stops its callback.
+    pub(crate) fn register(&self, async_id: u64) {
+        self.pending.lock().insert(async_id, None);
     }
 
     /// Marks request `async_id` as done; `false` when it was cancelled meanwhile, in
@@ -189,7 +213,9 @@ impl FfiServer {
     fn cancel(&self, async_id: u64) -> bool {
         match self.pending.lock().remove(&async_id) {
             Some(task) => {
-                task.abort();
+                if let Some(task) = task {
+                    task.abort();
+                }
                 true
             }
             None => false,
@@ -247,11 +273,13 @@ impl FfiServer {
     /// unless the client initializes again.
     pub fn dispose(&'static self, asynchronous: bool) -> proto::DisposeResponse {
         if !asynchronous {
-            // Waits for callbacks under way; none start afterwards.
-            self.sink.write().take();
+            // Waits for a callback under way; none start afterwards (a client may tear
+            // its runtime down right after, as Python does at exit).
+            self.delivery.close();
         }
         let pending: Vec<_> = self.pending.lock().drain().collect();
         for (_, task) in pending {
+            let Some(task) = task else { continue };
             task.abort();
         }
         let handles: Vec<_> = self.handles.lock().drain().collect();

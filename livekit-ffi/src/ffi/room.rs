@@ -234,6 +234,9 @@ async fn forward_events(
         }))
     };
     while let Some(ev) = events.recv().await {
+        // Lossy data may be dropped when the client is far behind; the buffer handle
+        // it would have handed over is then released here.
+        let mut lossy_buffer = None;
         let m = match ev {
             RoomEvent::ParticipantConnected(p) => {
                 RoomEv::ParticipantConnected(proto::ParticipantConnected {
@@ -300,6 +303,9 @@ async fn forward_events(
                 let ptr = buffer.data.as_ptr() as u64;
                 // The Vec's heap block does not move when the buffer moves into the table.
                 let id = server.insert_handle(buffer);
+                if d.kind == DataKind::Lossy {
+                    lossy_buffer = Some(id);
+                }
                 RoomEv::DataPacketReceived(proto::DataPacketReceived {
                     kind: match d.kind {
                         DataKind::Reliable => proto::DataPacketKind::KindReliable,
@@ -358,7 +364,18 @@ async fn forward_events(
                 failure_reason: Some(failure_reason(reason) as i32),
             }),
         };
-        send(m);
+        match lossy_buffer {
+            Some(id) => {
+                let event = Ev::RoomEvent(proto::RoomEvent {
+                    room_handle: handle,
+                    message: Some(m),
+                });
+                if !server.push_event(event, super::delivery::Class::Droppable) {
+                    server.drop_handle(id);
+                }
+            }
+            None => send(m),
+        }
     }
     send(RoomEv::Eos(proto::RoomEos {}));
 }
@@ -435,37 +452,41 @@ pub(super) fn publish_data(
         }
     }
     let topic = r.topic;
-    server.spawn_async(
-        async_id,
-        async move {
-            let result = match payload {
-                Ok(payload) => room
-                    .publish_data(
-                        UserData {
-                            payload,
-                            topic,
-                            destination_identities: destinations,
-                        },
-                        kind,
-                    )
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            if server.finish(async_id) {
-                server.send_event(Ev::PublishData(proto::PublishDataCallback {
-                    async_id,
-                    error: result.err(),
-                }));
-            }
-        },
-        move |m| {
-            FfiServer::global().send_event(Ev::PublishData(proto::PublishDataCallback {
+    let payload = match payload {
+        Ok(p) => p,
+        Err(message) => {
+            // Answered like any other failure: through the callback.
+            server.send_event(Ev::PublishData(proto::PublishDataCallback {
                 async_id,
-                error: Some(m),
-            }))
-        },
-    );
+                error: Some(message),
+            }));
+            return Ok(proto::PublishDataResponse { async_id });
+        }
+    };
+    // Queued here, in the order requests arrive, with no task per packet: the
+    // publisher's task completes it once SCTP has taken it.
+    server.register(async_id);
+    let done = Box::new(move |result: crate::Result<()>| {
+        if server.finish(async_id) {
+            server.send_event(Ev::PublishData(proto::PublishDataCallback {
+                async_id,
+                error: result.err().map(|e| e.to_string()),
+            }));
+        }
+    });
+    let data = UserData {
+        payload,
+        topic,
+        destination_identities: destinations,
+    };
+    if let Err(e) = room.send_data(data, kind, done) {
+        if server.finish(async_id) {
+            server.send_event(Ev::PublishData(proto::PublishDataCallback {
+                async_id,
+                error: Some(e.to_string()),
+            }));
+        }
+    }
     Ok(proto::PublishDataResponse { async_id })
 }
 

@@ -8,8 +8,10 @@ readable afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import datetime
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Deque, Dict, List, Mapping, Optional, Tuple, Union
 
 from ._ffi_client import FfiClient, FfiRequestError, address_of
 from ._proto import ffi_pb2 as proto_ffi
@@ -30,6 +32,55 @@ class ParticipantUpdateError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+# Bytes of data handed to the core and not yet taken by its data channel. Calls past
+# it wait here, in call order, so a burst of publishes never piles up in the core.
+_SEND_WINDOW_BYTES = 1024 * 1024
+
+
+class _SendWindow:
+    """A byte budget granted strictly first come, first served."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._waiters: Deque[Tuple[int, "asyncio.Future[None]"]] = collections.deque()
+
+    async def acquire(self, size: int) -> int:
+        """Waits for `size` bytes (capped at the whole window); returns what to release."""
+        size = max(1, min(size, self._limit))
+        if not self._waiters and self._used + size <= self._limit:
+            self._used += size
+            return size
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((size, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(size)  # granted just as the caller gave up
+            else:
+                fut.cancel()
+                self._grant()
+            raise
+        return size
+
+    def release(self, size: int) -> None:
+        self._used -= size
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            size, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+                continue
+            if self._used + size > self._limit:
+                return
+            self._waiters.popleft()
+            self._used += size
+            fut.set_result(None)
 
 
 class Participant:
@@ -111,6 +162,10 @@ class RemoteParticipant(Participant):
 class LocalParticipant(Participant):
     """This client in the room: publishes data and updates its own info."""
 
+    def __init__(self, owned: proto_participant.OwnedParticipant) -> None:
+        super().__init__(owned)
+        self._send_window = _SendWindow(_SEND_WINDOW_BYTES)
+
     async def publish_data(
         self,
         payload: Union[bytes, str],
@@ -122,10 +177,21 @@ class LocalParticipant(Participant):
         """Sends `payload` to the room (or only to `destination_identities`).
 
         Reliable packets arrive in order, lossy ones may be dropped; keep reliable
-        payloads under about 15 KiB and lossy ones under about 1300 bytes.
-        Raises `PublishDataError` when the packet cannot be sent.
+        payloads under about 15 KiB and lossy ones under about 1300 bytes. Calls made
+        concurrently go out in the order they were made; when the core's send queue
+        is full they wait here. Raises `PublishDataError` when the packet cannot be
+        sent.
         """
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        granted = await self._send_window.acquire(len(data))
+        try:
+            await self._publish(data, reliable, destination_identities, topic)
+        finally:
+            self._send_window.release(granted)
+
+    async def _publish(
+        self, data: bytes, reliable: bool, destination_identities: List[str], topic: str
+    ) -> None:
         req = proto_ffi.FfiRequest()
         pd = req.publish_data
         pd.local_participant_handle = self._require_handle(PublishDataError)

@@ -1,0 +1,216 @@
+//! The engine: joins a room and keeps it joined.
+//!
+//! [`machine::Engine`] makes every decision (join progress, negotiation per
+//! transport, request correlation, held data, resume or rejoin) without I/O;
+//! [`driver`] is the one task per room that owns the sockets (signal client, peer
+//! connections), feeds the machine and carries out its actions. [`Room`] is the
+//! user's handle: it reads the shared room state, queues data in the room's
+//! [`Outbox`] and sends commands to the driver. Dropping every clone of it leaves.
+
+mod driver;
+pub(crate) mod machine;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livekit_protocol as proto;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::data::{DataKind, UserData};
+use crate::error::{Error, Result};
+use crate::outbox::{Done, Outbox};
+use crate::room::{Participant, RoomEvent, RoomInfo, RoomState};
+use crate::signal::{parse_server_url, JoinOptions};
+use crate::state::{ConnectionState, FailureReason, RetryPolicy};
+use machine::RequestError;
+
+/// How long ICE, DTLS and the data channels may take on a join (seed RTCEngine).
+pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound of the user's event queue; a slow consumer slows the room's driver.
+pub const EVENT_QUEUE: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct RoomOptions {
+    pub join: JoinOptions,
+    pub retry: RetryPolicy,
+    pub ice_timeout: Duration,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            join: JoinOptions::default(),
+            retry: RetryPolicy::default(),
+            ice_timeout: ICE_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// What the `Room` handle, the driver and the machine share.
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<RoomState>,
+    pub(crate) conn: Mutex<(ConnectionState, FailureReason)>,
+    pub(crate) token: Mutex<String>,
+    /// Data waiting for (and kept after) the publisher's data channels.
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Shared {
+    pub(crate) fn new(token: &str) -> Self {
+        Self {
+            state: Mutex::new(RoomState::default()),
+            conn: Mutex::new((ConnectionState::Connecting, FailureReason::None)),
+            token: Mutex::new(token.to_owned()),
+            outbox: Arc::new(Outbox::default()),
+        }
+    }
+}
+
+enum Command {
+    Disconnect(oneshot::Sender<()>),
+    Update(
+        proto::UpdateParticipantMetadata,
+        oneshot::Sender<std::result::Result<(), RequestError>>,
+    ),
+}
+
+/// A joined room. Cheap to clone; the room is left when the last clone is dropped
+/// or `disconnect` is called.
+#[derive(Clone)]
+pub struct Room {
+    shared: Arc<Shared>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("room", &self.info()).finish()
+    }
+}
+
+impl Room {
+    /// Joins the room at `url` with `token`. Cancelling this future at any point
+    /// leaves nothing behind: the room's driver sees its caller gone and leaves.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+    ) -> Result<(Room, mpsc::Receiver<RoomEvent>)> {
+        let base = parse_server_url(url)?;
+        let shared = Arc::new(Shared::new(token));
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (join_tx, join_rx) = oneshot::channel();
+        let engine = machine::Engine::new(options.clone(), shared.clone());
+        let driver = driver::Driver::new(
+            engine,
+            base,
+            options,
+            shared.clone(),
+            events_tx,
+            cmd_rx,
+            join_tx,
+        );
+        tokio::spawn(driver.run());
+        join_rx.await.map_err(|_| Error::Closed)??;
+        Ok((
+            Room {
+                shared,
+                cmd: cmd_tx,
+            },
+            events_rx,
+        ))
+    }
+
+    pub fn info(&self) -> RoomInfo {
+        self.shared.state.lock().room.clone()
+    }
+
+    pub fn local_participant(&self) -> Participant {
+        self.shared.state.lock().local.clone()
+    }
+
+    pub fn remote_participants(&self) -> Vec<Participant> {
+        self.shared.state.lock().remotes.values().cloned().collect()
+    }
+
+    pub fn remote_participant(&self, identity: &str) -> Option<Participant> {
+        self.shared.state.lock().remotes.get(identity).cloned()
+    }
+
+    pub fn active_speakers(&self) -> Vec<String> {
+        self.shared.state.lock().active_speakers()
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.conn.lock().0
+    }
+
+    pub fn failure_reason(&self) -> FailureReason {
+        self.shared.conn.lock().1
+    }
+
+    /// The current token (the server refreshes it while connected).
+    pub fn token(&self) -> String {
+        self.shared.token.lock().clone()
+    }
+
+    /// Sends a user packet; resolves once the data channel has taken it. Callers
+    /// wait in call order while the queue is full. Oversized packets are refused
+    /// before anything is sent.
+    pub async fn publish_data(&self, data: UserData, kind: DataKind) -> Result<()> {
+        let identity = self.shared.state.lock().local.identity.clone();
+        self.shared
+            .outbox
+            .send_when_room(&identity, data, kind)
+            .await
+    }
+
+    /// Queues a user packet now, in call order; `done` runs once the data channel has
+    /// taken it. For callers that already hold the bytes (the FFI) and bound their
+    /// own backlog.
+    pub fn send_data(&self, data: UserData, kind: DataKind, done: Done) -> Result<()> {
+        let identity = self.shared.state.lock().local.identity.clone();
+        self.shared.outbox.send(&identity, data, kind, done)
+    }
+
+    /// Asks the server to change our metadata, name or attributes (needs the
+    /// `canUpdateOwnMetadata` grant). Resolves when the server has applied it (the
+    /// change also arrives as room events) and fails with its reason when refused.
+    pub async fn update_local_participant(
+        &self,
+        metadata: Option<String>,
+        name: Option<String>,
+        attributes: Option<HashMap<String, String>>,
+    ) -> Result<()> {
+        let local = self.local_participant();
+        let req = proto::UpdateParticipantMetadata {
+            metadata: metadata.unwrap_or(local.metadata),
+            name: name.unwrap_or(local.name),
+            attributes: attributes.unwrap_or_default(),
+            request_id: 0,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Update(req, tx))
+            .await
+            .map_err(|_| Error::NotConnected)?;
+        match rx.await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
+    /// Leaves the room: sends a leave, closes sockets and ends every task.
+    /// Bounded in time; calling it again is harmless.
+    pub async fn disconnect(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Disconnect(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! The engine machine driven by signal traces: no server, no sockets, no clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use proto::signal_request::Message as Req;
+use proto::signal_response::Message as Resp;
+use str0m::IceConnectionState as Ice;
+
+use super::machine::{Action, Engine, Input, RequestError, REQUEST_TIMEOUT, UNKNOWN_SENDER_HOLD};
+use super::{RoomOptions, Shared};
+use crate::data::{DataKind, UserData};
+use crate::outbox::OutboxState;
+use crate::peer::{PeerEvent, PeerRole};
+use crate::room::RoomEvent;
+use crate::sdp::tests::THREE_SECTIONS;
+use crate::state::{ConnectionState, FailureReason};
+
+const PUBLISHER_OFFER: &str =
+    "v=0\r\na=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\n";
+
+fn participant(sid: &str, identity: &str) -> proto::ParticipantInfo {
+    proto::ParticipantInfo {
+        sid: sid.into(),
+        identity: identity.into(),
+        state: proto::participant_info::State::Active as i32,
+        version: 1,
+        ..Default::default()
+    }
+}
+
+fn join_response(others: &[(&str, &str)]) -> proto::JoinResponse {
+    proto::JoinResponse {
+        room: Some(proto::Room {
+            sid: "RM_1".into(),
+            name: "room".into(),
+            ..Default::default()
+        }),
+        participant: Some(participant("PA_me", "me")),
+        other_participants: others.iter().map(|(s, i)| participant(s, i)).collect(),
+        subscriber_primary: true,
+        ..Default::default()
+    }
+}
+
+struct Trace {
+    engine: Engine,
+    shared: Arc<Shared>,
+    now: Instant,
+}
+
+impl Trace {
+    fn new() -> Self {
+        let shared = Arc::new(Shared::new("token"));
+        let engine = Engine::new(RoomOptions::default(), shared.clone());
+        let mut t = Self {
+            engine,
+            shared,
+            now: Instant::now(),
+        };
+        assert!(matches!(
+            t.actions()[..],
+            [Action::OpenSignal { resume: None }]
+        ));
+        t
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.engine.poll_action()).collect()
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Action> {
+        self.engine.handle_input(self.now, input);
+        self.actions()
+    }
+
+    fn signal(&mut self, m: Resp) -> Vec<Action> {
+        self.feed(Input::Signal(Box::new(m)))
+    }
+
+    fn peer(&mut self, role: PeerRole, ev: PeerEvent) -> Vec<Action> {
+        self.feed(Input::Peer(role, ev))
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Action> {
+        self.now += by;
+        self.engine.handle_timeout(self.now);
+        self.actions()
+    }
+
+    /// A whole join: the answer, both transports negotiated and up.
+    fn joined(others: &[(&str, &str)]) -> Self {
+        let mut t = Self::new();
+        t.establish(join_response(others));
+        assert_eq!(t.shared.conn.lock().0, ConnectionState::Connected);
+        t
+    }
+
+    fn establish(&mut self, join: proto::JoinResponse) -> Vec<Action> {
+        let a = self.feed(Input::Joined(Box::new(join)));
+        assert!(matches!(
+            a[..],
+            [Action::NewPeers, Action::CreateOffer { ice_restart: false }]
+        ));
+        self.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+        self.signal(answer());
+        self.signal(offer(1, PUBLISHER_OFFER));
+        self.feed(Input::LocalAnswer {
+            sdp: PUBLISHER_OFFER.into(),
+            id: 1,
+        });
+        let mut done = self.peer(PeerRole::Subscriber, PeerEvent::Connected);
+        done.extend(self.peer(
+            PeerRole::Subscriber,
+            PeerEvent::ChannelOpen(DataKind::Reliable),
+        ));
+        for ev in [
+            PeerEvent::Connected,
+            PeerEvent::IceState(Ice::Connected),
+            PeerEvent::ChannelOpen(DataKind::Reliable),
+            PeerEvent::ChannelOpen(DataKind::Lossy),
+        ] {
+            done.extend(self.peer(PeerRole::Publisher, ev));
+        }
+        done.extend(self.peer(PeerRole::Subscriber, PeerEvent::IceState(Ice::Connected)));
+        done
+    }
+}
+
+fn answer() -> Resp {
+    Resp::Answer(proto::SessionDescription {
+        r#type: "answer".into(),
+        sdp: PUBLISHER_OFFER.into(),
+        ..Default::default()
+    })
+}
+
+fn offer(id: u32, sdp: &str) -> Resp {
+    Resp::Offer(proto::SessionDescription {
+        r#type: "offer".into(),
+        sdp: sdp.into(),
+        id,
+        ..Default::default()
+    })
+}
+
+fn trickle(target: i32, mid: &str) -> Resp {
+    Resp::Trickle(proto::TrickleRequest {
+        candidate_init: format!(
+            r#"{{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host","sdpMid":"{mid}"}}"#
+        ),
+        target,
+        ..Default::default()
+    })
+}
+
+fn leave(action: proto::leave_request::Action, reason: proto::DisconnectReason) -> Resp {
+    Resp::Leave(proto::LeaveRequest {
+        action: action as i32,
+        reason: reason as i32,
+        ..Default::default()
+    })
+}
+
+fn update(infos: Vec<proto::ParticipantInfo>) -> Resp {
+    Resp::Update(proto::ParticipantUpdate {
+        participants: infos,
+    })
+}
+
+fn emitted(actions: &[Action]) -> Vec<&RoomEvent> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(ev) => Some(ev),
+            _ => None,
+        })
+        .collect()
+}
+
+fn data_from(identity: &str, sequence_of: &mut OutboxState, payload: &[u8]) -> PeerEvent {
+    let data = UserData {
+        payload: payload.to_vec(),
+        topic: None,
+        destination_identities: vec![],
+    };
+    sequence_of
+        .push(identity, data, DataKind::Reliable, 64_000, None)
+        .unwrap();
+    let bytes = sequence_of.front(DataKind::Reliable).unwrap().to_vec();
+    sequence_of.written(DataKind::Reliable);
+    PeerEvent::Data {
+        kind: DataKind::Reliable,
+        bytes,
+    }
+}
+
+#[test]
+fn a_join_completes_when_the_primary_transport_is_up() {
+    let mut t = Trace::new();
+    t.feed(Input::Joined(Box::new(join_response(&[("PA_a", "alice")]))));
+    let a = t.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+    assert!(matches!(&a[0], Action::SendSignal(r) if matches!(**r, Req::Offer(_))));
+    assert!(
+        matches!(&a[1], Action::TrickleLocal { role: PeerRole::Publisher, mid, index: 0 } if mid == "0")
+    );
+    assert!(matches!(t.signal(answer())[..], [Action::AcceptAnswer(_)]));
+    assert!(matches!(
+        t.signal(offer(7, PUBLISHER_OFFER))[..],
+        [Action::AcceptOffer { id: 7, .. }]
+    ));
+    let a = t.feed(Input::LocalAnswer {
+        sdp: PUBLISHER_OFFER.into(),
+        id: 7,
+    });
+    assert!(
+        matches!(&a[0], Action::SendSignal(r) if matches!(&**r, Req::Answer(sd) if sd.id == 7))
+    );
+    assert!(matches!(
+        a[1],
+        Action::TrickleLocal {
+            role: PeerRole::Subscriber,
+            ..
+        }
+    ));
+    // A participant update before the join is done waits for it.
+    assert!(t
+        .signal(update(vec![participant("PA_b", "bob")]))
+        .is_empty());
+    assert!(t
+        .peer(PeerRole::Subscriber, PeerEvent::Connected)
+        .is_empty());
+    let a = t.peer(
+        PeerRole::Subscriber,
+        PeerEvent::ChannelOpen(DataKind::Reliable),
+    );
+    assert!(matches!(a[0], Action::JoinResult(Ok(()))));
+    assert_eq!(
+        emitted(&a),
+        vec![
+            &RoomEvent::ConnectionStateChanged(ConnectionState::Connected),
+            &RoomEvent::ParticipantConnected(crate::room::Participant::from_info(&participant(
+                "PA_b", "bob"
+            ))),
+        ]
+    );
+    assert_eq!(t.shared.state.lock().local.identity, "me");
+    assert!(t.shared.state.lock().remotes.contains_key("alice"));
+    // The publisher still has until the ICE timeout to come up.
+    assert!(t.engine.deadline().is_some());
+    t.peer(PeerRole::Publisher, PeerEvent::Connected);
+    t.peer(
+        PeerRole::Publisher,
+        PeerEvent::ChannelOpen(DataKind::Reliable),
+    );
+    t.peer(PeerRole::Publisher, PeerEvent::ChannelOpen(DataKind::Lossy));
+    assert_eq!(t.engine.deadline(), None);
+}
+
+#[test]
+fn a_join_that_does_not_come_up_fails_and_leaves() {
+    let mut t = Trace::new();
+    t.feed(Input::Joined(Box::new(join_response(&[]))));
+    let a = t.advance(RoomOptions::default().ice_timeout);
+    assert!(matches!(a[0], Action::CloseSignal { leave: true }));
+    assert!(matches!(a[1], Action::DropPeers));
+    assert!(
+        matches!(&a[2], Action::JoinResult(Err(e)) if e.failure_reason() == FailureReason::Rtc)
+    );
+    assert!(matches!(a.last(), Some(Action::Finished)));
+    assert!(t.engine.is_closed());
+}
+
+#[test]
+fn candidates_go_to_the_m_line_they_belong_to() {
+    let mut t = Trace::new();
+    t.feed(Input::Joined(Box::new(join_response(&[]))));
+    t.signal(offer(1, THREE_SECTIONS));
+    // Our answer bundles on the data section, the second m-line: candidates are
+    // trickled for its mid and its index, not for the first a=mid.
+    let a = t.feed(Input::LocalAnswer {
+        sdp: THREE_SECTIONS.into(),
+        id: 1,
+    });
+    assert!(
+        matches!(&a[1], Action::TrickleLocal { role: PeerRole::Subscriber, mid, index: 1 } if mid == "1")
+    );
+    let subscriber = proto::SignalTarget::Subscriber as i32;
+    let publisher = proto::SignalTarget::Publisher as i32;
+    // Remote candidates go to the transport their target names.
+    assert!(matches!(
+        t.signal(trickle(subscriber, "2"))[..],
+        [Action::AddRemoteCandidate(PeerRole::Subscriber, _)]
+    ));
+    assert!(matches!(
+        t.signal(trickle(publisher, "0"))[..],
+        [Action::AddRemoteCandidate(PeerRole::Publisher, _)]
+    ));
+    // A section the subscriber's description does not have, or an unknown target,
+    // is skipped, never routed to the first transport.
+    assert!(t.signal(trickle(subscriber, "9")).is_empty());
+    assert!(t.signal(trickle(7, "0")).is_empty());
+}
+
+#[test]
+fn a_server_initiated_resume_keeps_the_session() {
+    let mut t = Trace::joined(&[("PA_a", "alice")]);
+    let a = t.signal(leave(
+        proto::leave_request::Action::Resume,
+        proto::DisconnectReason::SignalClose,
+    ));
+    assert_eq!(
+        emitted(&a),
+        vec![
+            &RoomEvent::ConnectionStateChanged(ConnectionState::Reconnecting),
+            &RoomEvent::Reconnecting
+        ]
+    );
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::CloseSignal { leave: false })));
+    let resume = a.iter().find_map(|a| match a {
+        Action::OpenSignal { resume: Some(r) } => Some(r.clone()),
+        _ => None,
+    });
+    assert_eq!(resume.map(|r| r.participant_sid), Some("PA_me".into()));
+    assert!(!a.iter().any(|a| matches!(a, Action::DropPeers)));
+    let a = t.feed(Input::Resumed(proto::ReconnectResponse {
+        last_message_seq: 41,
+        ..Default::default()
+    }));
+    assert!(matches!(a[..], [Action::CreateOffer { ice_restart: true }]));
+    t.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+    t.signal(answer());
+    let a = t.peer(PeerRole::Publisher, PeerEvent::IceState(Ice::Connected));
+    assert!(matches!(a[0], Action::ResendAfter(41)));
+    assert_eq!(
+        emitted(&a),
+        vec![
+            &RoomEvent::ConnectionStateChanged(ConnectionState::Connected),
+            &RoomEvent::Reconnected
+        ]
+    );
+}
+
+#[test]
+fn a_negotiation_that_crosses_a_resume_completes() {
+    let mut t = Trace::joined(&[]);
+    t.feed(Input::SignalClosed {
+        reason: FailureReason::SignalClose,
+        message: "gone".into(),
+    });
+    t.feed(Input::Resumed(proto::ReconnectResponse::default()));
+    // The server offers the subscriber again before our restart offer is out, and an
+    // answer to no offer of ours (the old one) must not reach the publisher.
+    assert!(matches!(
+        t.signal(offer(2, PUBLISHER_OFFER))[..],
+        [Action::AcceptOffer { id: 2, .. }]
+    ));
+    assert!(t.signal(answer()).is_empty());
+    t.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+    let a = t.feed(Input::LocalAnswer {
+        sdp: PUBLISHER_OFFER.into(),
+        id: 2,
+    });
+    // Answered, but trickled only once per session.
+    assert!(matches!(a[..], [Action::SendSignal(_)]));
+    // ICE comes back before the answer: not resumed until the answer arrives.
+    assert!(emitted(&t.peer(PeerRole::Publisher, PeerEvent::IceState(Ice::Connected))).is_empty());
+    let a = t.signal(answer());
+    assert!(matches!(a[0], Action::AcceptAnswer(_)));
+    assert!(emitted(&a).contains(&&RoomEvent::Reconnected));
+}
+
+#[test]
+fn a_leave_to_reconnect_rejoins_and_reports_the_difference() {
+    let mut t = Trace::joined(&[("PA_a", "alice")]);
+    let a = t.signal(leave(
+        proto::leave_request::Action::Reconnect,
+        proto::DisconnectReason::Migration,
+    ));
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::CloseSignal { leave: true })));
+    assert!(a.iter().any(|a| matches!(a, Action::DropPeers)));
+    assert!(emitted(&a).contains(&&RoomEvent::Reconnecting));
+    // The first attempt comes after the policy's first delay.
+    assert!(t.advance(Duration::from_millis(50)).is_empty());
+    let a = t.advance(Duration::from_millis(60));
+    assert!(matches!(a[..], [Action::OpenSignal { resume: None }]));
+    // Alice left meanwhile; bob came.
+    let a = t.establish(join_response(&[("PA_b", "bob")]));
+    assert!(a.iter().any(|a| matches!(a, Action::ForgetSent)));
+    let events = emitted(&a);
+    assert_eq!(
+        events[0],
+        &RoomEvent::ConnectionStateChanged(ConnectionState::Connected)
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, RoomEvent::ParticipantDisconnected { participant, .. } if participant.identity == "alice")));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, RoomEvent::ParticipantConnected(p) if p.identity == "bob")));
+    assert_eq!(events.last(), Some(&&RoomEvent::Reconnected));
+}
+
+#[test]
+fn a_leave_to_disconnect_ends_the_room_with_its_reason() {
+    let mut t = Trace::joined(&[]);
+    let a = t.signal(leave(
+        proto::leave_request::Action::Disconnect,
+        proto::DisconnectReason::ParticipantRemoved,
+    ));
+    assert!(matches!(a[0], Action::CloseSignal { leave: true }));
+    assert_eq!(
+        emitted(&a),
+        vec![
+            &RoomEvent::ConnectionStateChanged(ConnectionState::Disconnected),
+            &RoomEvent::Disconnected {
+                reason: FailureReason::ParticipantRemoved
+            }
+        ]
+    );
+    assert!(matches!(a.last(), Some(Action::Finished)));
+    assert!(t.engine.is_closed());
+}
+
+#[test]
+fn rejoins_stop_after_the_policy_gives_up() {
+    let mut t = Trace::joined(&[]);
+    t.signal(leave(
+        proto::leave_request::Action::Reconnect,
+        proto::DisconnectReason::ServerShutdown,
+    ));
+    let mut finished = false;
+    for _ in 0..50 {
+        let a = t.advance(Duration::from_secs(5));
+        if a.iter().any(|a| matches!(a, Action::OpenSignal { .. })) {
+            let e = crate::Error::connect(FailureReason::Unreachable, "nobody there");
+            t.feed(Input::SignalFailed(e));
+        }
+        if t.engine.is_closed() {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished);
+    assert_eq!(
+        *t.shared.conn.lock(),
+        (ConnectionState::Failed, FailureReason::MaxRetries)
+    );
+}
+
+#[test]
+fn data_from_an_unannounced_sender_waits_for_its_announcement() {
+    let mut t = Trace::joined(&[("PA_a", "alice")]);
+    let mut carol = OutboxState::default();
+    let mut alice = OutboxState::default();
+    assert!(
+        emitted(&t.peer(PeerRole::Subscriber, data_from("carol", &mut carol, b"1"))).is_empty()
+    );
+    // Later packets of known senders keep their place behind it.
+    assert!(
+        emitted(&t.peer(PeerRole::Subscriber, data_from("alice", &mut alice, b"2"))).is_empty()
+    );
+    let a = t.signal(update(vec![participant("PA_c", "carol")]));
+    let delivered: Vec<_> = emitted(&a)
+        .into_iter()
+        .filter_map(|e| match e {
+            RoomEvent::DataReceived(d) => Some(d.payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, vec![b"1".to_vec(), b"2".to_vec()]);
+    // A sender never announced is delivered anyway after the hold.
+    t.peer(
+        PeerRole::Subscriber,
+        data_from("dave", &mut OutboxState::default(), b"3"),
+    );
+    assert!(emitted(&t.advance(UNKNOWN_SENDER_HOLD / 2)).is_empty());
+    assert_eq!(emitted(&t.advance(UNKNOWN_SENDER_HOLD)).len(), 1);
+    // A packet seen before (same sender, same sequence) is dropped.
+    let packet = data_from("alice", &mut alice, b"4");
+    let PeerEvent::Data { kind, bytes } = packet else {
+        unreachable!()
+    };
+    let copy = PeerEvent::Data {
+        kind,
+        bytes: bytes.clone(),
+    };
+    assert_eq!(
+        emitted(&t.peer(PeerRole::Subscriber, PeerEvent::Data { kind, bytes })).len(),
+        1
+    );
+    assert!(emitted(&t.peer(PeerRole::Subscriber, copy)).is_empty());
+}
+
+#[test]
+fn requests_are_matched_with_their_answers_or_time_out() {
+    let mut t = Trace::joined(&[]);
+    let req = proto::UpdateParticipantMetadata {
+        metadata: "m".into(),
+        ..Default::default()
+    };
+    let first = t.engine.request_update(t.now, req.clone());
+    let a = t.actions();
+    assert!(
+        matches!(&a[..], [Action::SendSignal(r)] if matches!(&**r, Req::UpdateMetadata(u) if u.request_id == first))
+    );
+    let second = t.engine.request_update(t.now, req);
+    t.actions();
+    let a = t.signal(Resp::RequestResponse(proto::RequestResponse {
+        request_id: second,
+        reason: proto::request_response::Reason::NotAllowed as i32,
+        message: "no grant".into(),
+        ..Default::default()
+    }));
+    assert!(
+        matches!(&a[..], [Action::RequestDone { id, result: Err(RequestError::Refused(m)) }] if *id == second && m.contains("no grant"))
+    );
+    let a = t.advance(REQUEST_TIMEOUT);
+    assert!(
+        matches!(&a[..], [Action::RequestDone { id, result: Err(RequestError::NoAnswer) }] if *id == first)
+    );
+}
+
+#[test]
+fn leaving_during_a_join_answers_the_caller() {
+    let mut t = Trace::new();
+    t.feed(Input::Joined(Box::new(join_response(&[]))));
+    let a = t.feed(Input::Leave);
+    assert!(matches!(
+        a[0],
+        Action::JoinResult(Err(crate::Error::Closed))
+    ));
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::CloseSignal { leave: true })));
+    assert!(t.engine.is_closed());
+}
