@@ -155,7 +155,8 @@ impl DataReceiver {
         }
     }
 
-    /// Senders with live state (for tests and diagnostics).
+    /// Senders with live state.
+    #[cfg(test)]
     pub fn tracked_senders(&self) -> usize {
         self.last_seen.len()
     }

@@ -1,35 +1,46 @@
 //! livekit-ffi: the core of a LiveKit real-time client.
 //!
 //! How the pieces fit, from the wire up:
-//! - [`signal`] speaks LiveKit's protobuf signaling over one WebSocket (join, offers,
-//!   trickle, pings, leave) and maps refused joins to [`state::FailureReason`]s.
-//! - [`peer`] drives one str0m peer connection (publisher or subscriber) with its own
-//!   UDP socket and timer; str0m itself does no I/O.
-//! - [`data`] encodes user packets, numbers reliable ones, keeps the resend buffer and
-//!   drops duplicates on receive.
-//! - [`room`] turns signal updates into participants and [`room::RoomEvent`]s.
-//! - [`engine`] joins (signal + both peers until the data channels are open), keeps the
-//!   session alive, rejoins on loss, and gives the user a [`Room`] handle.
-//! - [`state`] holds the connection states, failure reasons and retry policy shared
+//! - `signal` speaks LiveKit's protobuf signaling over one WebSocket (join, offers,
+//!   trickle, pings, leave) and maps refused joins to [`FailureReason`]s.
+//! - `peer` drives one str0m peer connection (publisher or subscriber) with its own
+//!   UDP socket and timer; str0m itself does no I/O. `sdp` reads the few SDP facts
+//!   str0m does not give (m-lines and mids for trickle, message size limit).
+//! - `outbox` is a room's send side: one ordered queue per data channel, reliable
+//!   sequence numbers, the resend buffer; the publisher's peer task drains it while
+//!   SCTP's buffered amount is low. `data` decodes received packets and drops
+//!   duplicates.
+//! - `room` turns signal updates into participants and [`RoomEvent`]s.
+//! - `engine` is a sans-IO state machine (join, negotiation per transport, requests,
+//!   held data, resume or rejoin) run by one driver task per room that owns the
+//!   sockets; [`Room`] is the user's handle.
+//! - `state` holds the connection states, failure reasons and retry policy shared
 //!   with the firmware.
+//! - [`ffi`] serves the protobuf FFI protocol (and the official C ABI) on top; its
+//!   events reach the client through a queue drained by a thread of their own, so
+//!   no transport thread ever waits for the client.
 //!
-//! `data`, `room` and `state` are pure state machines, tested without sockets.
+//! Media goes beside data: a module per kind (`audio`, then `video`) for its
+//! codec and jitter logic, its tracks negotiated by `engine::transport`, and its
+//! frames carried by the peer task like data channel messages.
 
-pub mod data;
-pub mod engine;
-pub mod error;
+mod data;
+mod engine;
+mod error;
 pub mod ffi;
-pub mod outbox;
-pub mod peer;
-pub mod room;
-pub mod sdp;
-pub mod signal;
-pub mod state;
+mod outbox;
+mod peer;
+mod room;
+mod sdp;
+mod signal;
+mod state;
 
 pub use data::{DataKind, ReceivedData, UserData};
 pub use engine::{Room, RoomOptions};
 pub use error::{DataError, Error, Result};
+pub use outbox::Done;
 pub use room::{Participant, RoomEvent, RoomInfo};
-pub use state::{ConnectionState, FailureReason};
+pub use signal::JoinOptions;
+pub use state::{ConnectionState, FailureReason, RetryPolicy};
 
 pub use livekit_protocol as proto;

@@ -202,6 +202,7 @@ impl OutboxState {
     }
 
     /// (packets waiting for SCTP, their bytes, packets kept for a resume).
+    #[cfg(test)]
     pub fn stats(&self) -> (usize, usize, usize) {
         (
             self.queues[0].len() + self.queues[1].len(),
@@ -306,10 +307,6 @@ impl Outbox {
             done(Err(Error::Closed));
         }
         self.room.close();
-    }
-
-    pub fn stats(&self) -> (usize, usize, usize) {
-        self.state.lock().stats()
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,19 +66,6 @@ pub struct PeerConnection {
     role: PeerRole,
     tx: mpsc::Sender<Command>,
     local_candidates: Arc<Vec<Candidate>>,
-    max_message_size: Arc<AtomicUsize>,
-    /// The last ICE state, as `ice_code`.
-    ice: Arc<std::sync::atomic::AtomicU8>,
-}
-
-fn ice_code(s: IceConnectionState) -> u8 {
-    match s {
-        IceConnectionState::New => 0,
-        IceConnectionState::Checking => 1,
-        IceConnectionState::Connected => 2,
-        IceConnectionState::Completed => 3,
-        IceConnectionState::Disconnected => 4,
-    }
 }
 
 impl std::fmt::Debug for PeerConnection {
@@ -155,10 +141,7 @@ impl PeerConnection {
         let added = rtc.add_local_candidate(candidate).cloned();
         let local_candidates = Arc::new(added.into_iter().collect::<Vec<_>>());
         let (tx, rx) = mpsc::channel(256);
-        let max_message_size = Arc::new(AtomicUsize::new(MAX_MESSAGE_SIZE));
-        let ice = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let driver = Driver {
-            ice: ice.clone(),
             role,
             rtc,
             socket,
@@ -170,20 +153,13 @@ impl PeerConnection {
             outbox,
             remote_described: false,
             early_candidates: Vec::new(),
-            max_message_size: max_message_size.clone(),
         };
         tokio::spawn(driver.run(rx));
         Ok(Self {
             role,
             tx,
             local_candidates,
-            max_message_size,
-            ice,
         })
-    }
-
-    pub fn role(&self) -> PeerRole {
-        self.role
     }
 
     /// Our candidates as the JSON `candidate_init` of a trickle message, for the
@@ -202,11 +178,6 @@ impl PeerConnection {
             .collect()
     }
 
-    /// The largest message the remote accepts on a data channel.
-    pub fn max_message_size(&self) -> usize {
-        self.max_message_size.load(Ordering::Relaxed)
-    }
-
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -220,12 +191,6 @@ impl PeerConnection {
     /// Offer with fresh ICE credentials, to resume after a loss (publisher only).
     pub async fn ice_restart_offer(&self) -> Result<String> {
         self.call(Command::IceRestartOffer).await
-    }
-
-    /// Whether ICE is connected right now.
-    pub fn ice_connected(&self) -> bool {
-        let s = self.ice.load(Ordering::Relaxed);
-        s == ice_code(IceConnectionState::Connected) || s == ice_code(IceConnectionState::Completed)
     }
 
     /// Offer with our `_reliable` and `_lossy` data channels (publisher only).
@@ -288,15 +253,9 @@ struct Driver {
     outbox: Option<Arc<Outbox>>,
     remote_described: bool,
     early_candidates: Vec<Candidate>,
-    max_message_size: Arc<AtomicUsize>,
-    ice: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Driver {
-    fn set_ice(&self, s: IceConnectionState) {
-        self.ice.store(ice_code(s), Ordering::Relaxed);
-    }
-
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 2048];
         loop {
@@ -379,10 +338,7 @@ impl Driver {
     async fn event(&mut self, e: Event) {
         match e {
             Event::Connected => self.emit(PeerEvent::Connected).await,
-            Event::IceConnectionStateChange(s) => {
-                self.set_ice(s);
-                self.emit(PeerEvent::IceState(s)).await
-            }
+            Event::IceConnectionStateChange(s) => self.emit(PeerEvent::IceState(s)).await,
             Event::ChannelOpen(id, label) => {
                 let kind = if label == DataKind::Lossy.label() {
                     DataKind::Lossy
@@ -500,7 +456,6 @@ impl Driver {
                 let result = match api.apply() {
                     Some((offer, pending)) => {
                         self.pending_offer = Some(pending);
-                        self.set_ice(IceConnectionState::Checking);
                         Ok(offer.to_sdp_string())
                     }
                     None => Err(Error::Rtc("nothing to offer".into())),
@@ -520,7 +475,6 @@ impl Driver {
                         .accept_answer(pending, answer)
                         .map_err(|e| Error::Rtc(format!("answer refused: {e}")))?;
                     let max = sdp::max_message_size(&sdp);
-                    self.max_message_size.store(max, Ordering::Relaxed);
                     if let Some(outbox) = &self.outbox {
                         outbox.set_max_message_size(max);
                     }
@@ -540,8 +494,6 @@ impl Driver {
                         .sdp_api()
                         .accept_offer(offer)
                         .map_err(|e| Error::Rtc(format!("offer refused: {e}")))?;
-                    self.max_message_size
-                        .store(sdp::max_message_size(&sdp), Ordering::Relaxed);
                     Ok(answer.to_sdp_string())
                 })();
                 if result.is_ok() {

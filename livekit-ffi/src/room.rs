@@ -128,6 +128,25 @@ impl RoomState {
         s
     }
 
+    /// The events of a signal message about the room or its participants (others
+    /// are not the room's business and give none).
+    pub fn on_signal(&mut self, m: proto::signal_response::Message) -> Vec<RoomEvent> {
+        use proto::signal_response::Message as Resp;
+        match m {
+            Resp::Update(u) => self.on_participant_update(&u.participants),
+            Resp::RoomUpdate(u) => match u.room {
+                Some(room) => self.on_room_update(&room),
+                None => vec![],
+            },
+            Resp::SpeakersChanged(sp) => self.on_speakers_changed(&sp.speakers),
+            Resp::ConnectionQuality(q) => self.on_connection_quality(&q.updates),
+            other => {
+                log::trace!("unhandled signal message: {other:?}");
+                vec![]
+            }
+        }
+    }
+
     /// After a full rejoin: reconcile with the new join answer and report the difference.
     pub fn resync(&mut self, join: &proto::JoinResponse) -> Vec<RoomEvent> {
         let fresh = Self::from_join(join);

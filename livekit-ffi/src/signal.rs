@@ -3,7 +3,8 @@
 //!
 //! `SignalClient::connect` dials, waits for the `JoinResponse` and then hands the
 //! socket to a single task that multiplexes writes, reads and keep-alive pings.
-//! When the handshake fails, `/rtc/validate` tells why (the ESP32 SDK's mapping).
+//! A refused handshake says why with its HTTP status, the one `/rtc/validate` would
+//! give (mapped as the ESP32 SDK does), and a short reason in its body.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,6 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
 use prost::Message as _;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
@@ -238,22 +238,11 @@ impl SignalClient {
                     format!("cannot reach {base}: {e}"),
                 ))
             }
-            Ok(Err(HandshakeError::Refused(status))) => {
-                let validate = join_url(base, "rtc/validate", token, opts, resume);
-                let answer = tokio::time::timeout(Duration::from_secs(5), http_get(&validate))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok());
-                let (status, body) = match answer {
-                    Some((s, body)) => (Some(s), body),
-                    None => (status, String::new()),
-                };
-                let reason = FailureReason::from_validate_status(status);
-                let body = body.trim();
-                let message = match status {
-                    Some(s) if !body.is_empty() => format!("server refused the join ({s}): {body}"),
-                    Some(s) => format!("server refused the join ({s})"),
-                    None => "server refused the join".to_owned(),
+            Ok(Err(HandshakeError::Refused { status, body })) => {
+                let reason = FailureReason::from_validate_status(Some(status));
+                let message = match body {
+                    Some(body) => format!("server refused the join ({status}): {body}"),
+                    None => format!("server refused the join ({status})"),
                 };
                 return Err(Error::connect(reason, message));
             }
@@ -290,9 +279,10 @@ impl SignalClient {
         .await
         {
             Ok((ws, _)) => Ok(ws),
-            Err(tungstenite::Error::Http(resp)) => {
-                Err(HandshakeError::Refused(Some(resp.status().as_u16())))
-            }
+            Err(tungstenite::Error::Http(resp)) => Err(HandshakeError::Refused {
+                status: resp.status().as_u16(),
+                body: refusal_text(&resp),
+            }),
             Err(tungstenite::Error::Io(e)) => Err(HandshakeError::Io(e)),
             Err(tungstenite::Error::Tls(e)) => {
                 Err(HandshakeError::Io(std::io::Error::other(e.to_string())))
@@ -350,7 +340,23 @@ impl SignalClient {
 
 enum HandshakeError {
     Io(std::io::Error),
-    Refused(Option<u16>),
+    Refused { status: u16, body: Option<String> },
+}
+
+/// The reason a refusal gives in its body: the part of a plain-text body that came
+/// with the headers, only when its length is declared (nothing chunked is parsed).
+fn refusal_text(resp: &tungstenite::http::Response<Option<Vec<u8>>>) -> Option<String> {
+    let declared: usize = resp
+        .headers()
+        .get(tungstenite::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    let body = resp.body().as_deref()?;
+    let text = String::from_utf8_lossy(&body[..declared.min(body.len())]);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.chars().take(512).collect())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -486,55 +492,6 @@ async fn run(
         }
     };
     let _ = events.send(end).await;
-}
-
-/// A minimal HTTP/1.1 GET: status code and (bounded) body. Only used for
-/// `/rtc/validate`, where pulling in a full HTTP client is not worth its size.
-async fn http_get(url: &Url) -> std::io::Result<(u16, String)> {
-    let stream = dial(url).await?;
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let mut target = url.path().to_owned();
-    if let Some(q) = url.query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
-    );
-    if url.scheme() == "wss" {
-        let name = rustls::pki_types::ServerName::try_from(host)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
-            .connect(name, stream)
-            .await?;
-        exchange(tls, request).await
-    } else {
-        exchange(stream, request).await
-    }
-}
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    request: String,
-) -> std::io::Result<(u16, String)> {
-    s.write_all(request.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while buf.len() < 16 * 1024 {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Ok((status, body))
 }
 
 #[cfg(test)]

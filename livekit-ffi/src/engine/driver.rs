@@ -16,7 +16,9 @@ use proto::signal_response::Message as Resp;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
-use super::machine::{Action, Engine, Input, RequestError};
+use super::io::{Action, Input};
+use super::machine::Engine;
+use super::requests::RequestError;
 use super::{Command, RoomOptions, Shared};
 use crate::error::{Error, Result};
 use crate::peer::{route_ip, PeerConnection, PeerEvent, PeerRole};

@@ -2,13 +2,13 @@
 //!
 //! It is fed what happened (a signal message, a peer event, the answer to an action,
 //! a user command) with the time `now`, and answers with actions for the driver to
-//! carry out, in order, and the next instant it wants to be woken at. It decides
-//! when a join is complete, routes offers, answers and candidates to their
-//! transport, correlates requests with their answers, holds data from senders not
-//! announced yet, and chooses between resuming the session and rejoining when it is
-//! lost. Tests drive it with recorded signal traces.
+//! carry out, in order, and the next instant it wants to be woken at. Here live the
+//! session's phases (join, resume, rejoin, leave) and the choice between resuming
+//! and rejoining when a session is lost; [`super::transport`] routes negotiation per
+//! transport, [`super::inbox`] holds received data, [`super::requests`] correlates
+//! requests with answers. Tests drive it with recorded signal traces.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,12 +16,15 @@ use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 
+use super::inbox::Inbox;
+use super::io::{Action, Input};
+use super::requests::{RequestError, Requests};
+use super::transport::Transports;
 use super::{RoomOptions, Shared};
-use crate::data::{DataKind, DataReceiver, Incoming, ReceivedData};
+use crate::data::DataKind;
 use crate::error::Error;
 use crate::peer::{PeerEvent, PeerRole};
 use crate::room::{RoomEvent, RoomState};
-use crate::sdp;
 use crate::signal::Resume;
 use crate::state::{ConnectionState, FailureReason, LeaveAction};
 
@@ -30,113 +33,6 @@ pub const ICE_LOST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A closed peer connection usually means the server is ending the session; give its
 /// `LeaveRequest` (and the real reason) this long to arrive first.
 pub const LEAVE_GRACE: Duration = Duration::from_secs(2);
-/// Data can overtake the signal update that announces its sender; hold such packets
-/// this long (at most) so that every packet is delivered with a known participant.
-pub const UNKNOWN_SENDER_HOLD: Duration = Duration::from_secs(5);
-/// Bound of the packets held for unknown senders.
-const HELD_MAX: usize = 1024;
-/// How long the server may take to confirm or refuse a request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a signal request did not go through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestError {
-    NotConnected,
-    /// The server refused it, with its reason.
-    Refused(String),
-    /// The server did not answer within [`REQUEST_TIMEOUT`].
-    NoAnswer,
-    Closed,
-}
-
-impl From<RequestError> for Error {
-    fn from(e: RequestError) -> Self {
-        match e {
-            RequestError::NotConnected => Error::NotConnected,
-            RequestError::Refused(m) => Error::Refused(m),
-            RequestError::NoAnswer => Error::Timeout("the server did not answer the request"),
-            RequestError::Closed => Error::Closed,
-        }
-    }
-}
-
-/// What happened, as the driver reports it.
-#[derive(Debug)]
-pub enum Input {
-    /// A signal connection opened and the server answered a join: a new session.
-    Joined(Box<proto::JoinResponse>),
-    /// A signal connection opened and the server resumed our session.
-    Resumed(proto::ReconnectResponse),
-    /// Opening a signal connection failed.
-    SignalFailed(Error),
-    Signal(Box<Resp>),
-    /// The signal connection is gone.
-    SignalClosed {
-        reason: FailureReason,
-        message: String,
-    },
-    Peer(PeerRole, PeerEvent),
-    /// The publisher's offer, asked for by [`Action::CreateOffer`].
-    LocalOffer(String),
-    /// The subscriber's answer to the server's offer `id`.
-    LocalAnswer {
-        sdp: String,
-        id: u32,
-    },
-    /// A peer connection refused what it was given, or could not be created.
-    PeerFailed(PeerRole, String),
-    /// The user leaves (or nobody holds the room any more).
-    Leave,
-}
-
-/// What the driver must do, in this order.
-#[derive(Debug)]
-pub enum Action {
-    /// Open a signal connection: a join, or a resume of the current session.
-    OpenSignal {
-        resume: Option<Resume>,
-    },
-    /// Close the signal connection, saying we leave when `leave`.
-    CloseSignal {
-        leave: bool,
-    },
-    /// Replace both peer connections with new ones (a new session).
-    NewPeers,
-    DropPeers,
-    SendSignal(Box<Req>),
-    /// Ask the publisher for an offer; the answer comes as [`Input::LocalOffer`].
-    CreateOffer {
-        ice_restart: bool,
-    },
-    AcceptAnswer(String),
-    /// Give the subscriber the server's offer; the answer comes as [`Input::LocalAnswer`].
-    AcceptOffer {
-        sdp: String,
-        id: u32,
-    },
-    AddRemoteCandidate(PeerRole, String),
-    /// Trickle our candidates of `role` for the m-line `mid` at `index`.
-    TrickleLocal {
-        role: PeerRole,
-        mid: String,
-        index: u32,
-    },
-    Emit(RoomEvent),
-    /// The server has every reliable packet up to this sequence: send the rest again.
-    ResendAfter(u32),
-    /// A new session: the packets kept for the old one are of no use.
-    ForgetSent,
-    /// The first join is complete, or failed for good.
-    JoinResult(Result<(), Error>),
-    /// The server answered (or never will) request `id`.
-    RequestDone {
-        id: u32,
-        result: Result<(), RequestError>,
-    },
-    /// The room is over; nothing follows.
-    Finished,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Rejoin {
     attempt: u32,
@@ -166,43 +62,6 @@ enum Phase {
     Closed,
 }
 
-/// What one session's transports have done so far.
-#[derive(Debug, Default)]
-struct Transports {
-    subscriber_primary: bool,
-    publisher_connected: bool,
-    subscriber_connected: bool,
-    reliable_open: bool,
-    lossy_open: bool,
-    subscriber_channel_open: bool,
-    publisher_ice: bool,
-    subscriber_ice: bool,
-    /// Whether the subscriber answered an offer (and trickled its candidates).
-    subscriber_answered: bool,
-    /// The publisher sent an offer and waits for its answer.
-    offer_pending: bool,
-    /// The answer to the ICE-restart offer of a resume arrived.
-    restart_answered: bool,
-    /// The last remote description of each transport, for candidate routing.
-    publisher_remote: Option<String>,
-    subscriber_remote: Option<String>,
-}
-
-impl Transports {
-    fn publisher_ready(&self) -> bool {
-        self.publisher_connected && self.reliable_open && self.lossy_open
-    }
-
-    /// The join is done when the primary connection is up, as in the official SDKs.
-    fn primary_ready(&self) -> bool {
-        if self.subscriber_primary {
-            self.subscriber_connected && self.subscriber_channel_open
-        } else {
-            self.publisher_ready()
-        }
-    }
-}
-
 /// A loss we wait on before acting: when, why, and whether ICE may still recover.
 #[derive(Debug)]
 struct PendingLoss {
@@ -220,14 +79,12 @@ pub struct Engine {
     actions: VecDeque<Action>,
     /// Signal messages and data that arrived before the session was ready.
     backlog: Vec<Input>,
-    receiver: DataReceiver,
-    held: VecDeque<(Instant, ReceivedData)>,
+    inbox: Inbox,
     pending_loss: Option<PendingLoss>,
     publisher_deadline: Option<Instant>,
     /// Whether `Reconnecting` was reported for the current loss.
     announced_reconnecting: bool,
-    requests: HashMap<u32, Instant>,
-    next_request: u32,
+    requests: Requests,
 }
 
 impl Engine {
@@ -241,17 +98,15 @@ impl Engine {
                 deadline: None,
                 join: None,
             },
-            t: Transports::default(),
+            t: Transports::new(false),
             signal_open: false,
             actions: VecDeque::new(),
             backlog: Vec::new(),
-            receiver: DataReceiver::default(),
-            held: VecDeque::new(),
+            inbox: Inbox::default(),
             pending_loss: None,
             publisher_deadline: None,
             announced_reconnecting: false,
-            requests: HashMap::new(),
-            next_request: 1,
+            requests: Requests::default(),
         };
         e.act(Action::OpenSignal { resume: None });
         e
@@ -277,8 +132,8 @@ impl Engine {
             phase,
             self.pending_loss.as_ref().map(|l| l.at),
             self.publisher_deadline,
-            self.held.front().map(|(at, _)| *at + UNKNOWN_SENDER_HOLD),
-            self.requests.values().min().copied(),
+            self.inbox.deadline(),
+            self.requests.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -300,8 +155,7 @@ impl Engine {
         now: Instant,
         mut req: proto::UpdateParticipantMetadata,
     ) -> u32 {
-        let id = self.next_request;
-        self.next_request = self.next_request.wrapping_add(1).max(1);
+        let id = self.requests.next_id();
         if !self.signal_open || !matches!(self.phase, Phase::Connected | Phase::Resuming { .. }) {
             self.act(Action::RequestDone {
                 id,
@@ -310,7 +164,7 @@ impl Engine {
             return id;
         }
         req.request_id = id;
-        self.requests.insert(id, now + REQUEST_TIMEOUT);
+        self.requests.sent(id, now);
         self.act(Action::SendSignal(Box::new(Req::UpdateMetadata(req))));
         id
     }
@@ -342,31 +196,8 @@ impl Engine {
                 format!("{role:?} peer connection: {why}"),
                 LeaveAction::Reconnect,
             ),
-            Input::LocalOffer(sdp) => {
-                self.t.offer_pending = true;
-                self.act(Action::SendSignal(Box::new(Req::Offer(
-                    proto::SessionDescription {
-                        r#type: "offer".into(),
-                        sdp: sdp.clone(),
-                        ..Default::default()
-                    },
-                ))));
-                self.trickle(PeerRole::Publisher, &sdp);
-            }
-            Input::LocalAnswer { sdp, id } => {
-                self.act(Action::SendSignal(Box::new(Req::Answer(
-                    proto::SessionDescription {
-                        r#type: "answer".into(),
-                        sdp: sdp.clone(),
-                        id,
-                        ..Default::default()
-                    },
-                ))));
-                if !self.t.subscriber_answered {
-                    self.t.subscriber_answered = true;
-                    self.trickle(PeerRole::Subscriber, &sdp);
-                }
-            }
+            Input::LocalOffer(sdp) => self.t.local_offer(sdp, &mut self.actions),
+            Input::LocalAnswer { sdp, id } => self.t.local_answer(sdp, id, &mut self.actions),
             Input::Signal(m) => self.on_signal(now, *m),
             Input::Peer(role, ev) => self.on_peer(now, role, ev),
         }
@@ -377,17 +208,10 @@ impl Engine {
         if self.is_closed() {
             return;
         }
-        for (id, _) in self.take_expired_requests(now) {
-            self.act(Action::RequestDone {
-                id,
-                result: Err(RequestError::NoAnswer),
-            });
+        for (id, result) in self.requests.expired(now) {
+            self.act(Action::RequestDone { id, result });
         }
-        if self
-            .held
-            .front()
-            .is_some_and(|(at, _)| now >= *at + UNKNOWN_SENDER_HOLD)
-        {
+        if self.inbox.deadline().is_some_and(|at| now >= at) {
             self.release_held(now, true);
         }
         match &self.phase {
@@ -443,19 +267,6 @@ impl Engine {
         }
     }
 
-    fn take_expired_requests(&mut self, now: Instant) -> Vec<(u32, Instant)> {
-        let expired: Vec<_> = self
-            .requests
-            .iter()
-            .filter(|(_, d)| now >= **d)
-            .map(|(id, d)| (*id, *d))
-            .collect();
-        for (id, _) in &expired {
-            self.requests.remove(id);
-        }
-        expired
-    }
-
     // ---- sessions ------------------------------------------------------------------
 
     fn on_joined(&mut self, now: Instant, join: Box<proto::JoinResponse>) {
@@ -471,10 +282,7 @@ impl Engine {
         };
         self.signal_open = true;
         *deadline = Some(now + self.options.ice_timeout);
-        self.t = Transports {
-            subscriber_primary: join.subscriber_primary,
-            ..Default::default()
-        };
+        self.t = Transports::new(join.subscriber_primary);
         *slot = Some(join);
         self.act(Action::NewPeers);
         self.act(Action::CreateOffer { ice_restart: false });
@@ -488,9 +296,7 @@ impl Engine {
         };
         *last_seq = Some(answer.last_message_seq);
         self.signal_open = true;
-        self.t.publisher_ice = false;
-        self.t.offer_pending = false;
-        self.t.restart_answered = false;
+        self.t.restart();
         self.act(Action::CreateOffer { ice_restart: true });
     }
 
@@ -675,11 +481,8 @@ impl Engine {
     }
 
     fn finish(&mut self, state: ConnectionState, reason: FailureReason) {
-        for (id, _) in std::mem::take(&mut self.requests) {
-            self.act(Action::RequestDone {
-                id,
-                result: Err(RequestError::Closed),
-            });
+        for (id, result) in self.requests.close() {
+            self.act(Action::RequestDone { id, result });
         }
         self.set_state(state, reason);
         self.emit(RoomEvent::Disconnected { reason });
@@ -704,7 +507,8 @@ impl Engine {
     // ---- signal ------------------------------------------------------------------
 
     fn on_signal(&mut self, now: Instant, m: Resp) {
-        if self.negotiate(&m) {
+        let resuming = matches!(self.phase, Phase::Resuming { .. });
+        if self.t.negotiate(&m, resuming, &mut self.actions) {
             return;
         }
         if let Resp::Leave(l) = &m {
@@ -715,56 +519,24 @@ impl Engine {
             return;
         }
         let events = match m {
-            Resp::Update(u) => self
-                .shared
-                .state
-                .lock()
-                .on_participant_update(&u.participants),
-            Resp::RoomUpdate(u) => match u.room {
-                Some(room) => self.shared.state.lock().on_room_update(&room),
-                None => vec![],
-            },
-            Resp::SpeakersChanged(sp) => self.shared.state.lock().on_speakers_changed(&sp.speakers),
-            Resp::ConnectionQuality(q) => {
-                self.shared.state.lock().on_connection_quality(&q.updates)
-            }
             Resp::RequestResponse(r) => {
-                self.on_request_response(&r);
+                if let Some((id, result)) = self.requests.answered(&r) {
+                    self.act(Action::RequestDone { id, result });
+                }
                 vec![]
             }
             Resp::RefreshToken(token) => {
                 *self.shared.token.lock() = token.clone();
                 vec![RoomEvent::TokenRefreshed(token)]
             }
-            other => {
-                log::trace!("unhandled signal message: {other:?}");
-                vec![]
-            }
+            other => self.shared.state.lock().on_signal(other),
         };
         for ev in events {
             self.emit(ev);
         }
-        if !self.held.is_empty() {
+        if self.inbox.is_holding() {
             self.release_held(now, false);
         }
-    }
-
-    fn on_request_response(&mut self, r: &proto::RequestResponse) {
-        if self.requests.remove(&r.request_id).is_none() {
-            log::debug!("answer to unknown request {}", r.request_id);
-            return;
-        }
-        let result = match proto::request_response::Reason::try_from(r.reason) {
-            Ok(proto::request_response::Reason::Ok) => Ok(()),
-            Ok(reason) if r.message.is_empty() => Err(reason.as_str_name().to_owned()),
-            Ok(reason) => Err(format!("{}: {}", reason.as_str_name(), r.message)),
-            Err(_) => Err(format!("reason {}: {}", r.reason, r.message)),
-        }
-        .map_err(RequestError::Refused);
-        self.act(Action::RequestDone {
-            id: r.request_id,
-            result,
-        });
     }
 
     fn on_leave(&mut self, now: Instant, l: &proto::LeaveRequest) {
@@ -783,102 +555,22 @@ impl Engine {
         );
     }
 
-    /// Routes offer, answer and trickle messages to their transport; `false` for
-    /// anything else.
-    fn negotiate(&mut self, m: &Resp) -> bool {
-        match m {
-            Resp::Answer(sd) => {
-                // An answer to no offer of ours (a stale one from before a resume) would
-                // only make the publisher fail.
-                if !std::mem::take(&mut self.t.offer_pending) {
-                    log::warn!("skipping a publisher answer with no offer pending");
-                    return true;
-                }
-                if matches!(self.phase, Phase::Resuming { .. }) {
-                    self.t.restart_answered = true;
-                }
-                self.t.publisher_remote = Some(sd.sdp.clone());
-                self.act(Action::AcceptAnswer(sd.sdp.clone()));
-            }
-            Resp::Offer(sd) => {
-                self.t.subscriber_remote = Some(sd.sdp.clone());
-                self.act(Action::AcceptOffer {
-                    sdp: sd.sdp.clone(),
-                    id: sd.id,
-                });
-            }
-            Resp::Trickle(t) => self.on_remote_candidate(t),
-            _ => return false,
-        }
-        true
-    }
-
-    fn on_remote_candidate(&mut self, t: &proto::TrickleRequest) {
-        let role = match proto::SignalTarget::try_from(t.target) {
-            Ok(proto::SignalTarget::Publisher) => PeerRole::Publisher,
-            Ok(proto::SignalTarget::Subscriber) => PeerRole::Subscriber,
-            Err(_) => {
-                log::warn!("skipping a candidate for unknown transport {}", t.target);
-                return;
-            }
-        };
-        // A candidate names its m-line; one for a section the transport does not have
-        // belongs to another negotiation.
-        let remote = match role {
-            PeerRole::Publisher => &self.t.publisher_remote,
-            PeerRole::Subscriber => &self.t.subscriber_remote,
-        };
-        if let (Some(sdp), Some(mid)) = (remote, candidate_mid(&t.candidate_init)) {
-            if !sdp::has_mid(sdp, &mid) {
-                log::warn!("skipping a {role:?} candidate for unknown m-line {mid:?}");
-                return;
-            }
-        }
-        self.act(Action::AddRemoteCandidate(role, t.candidate_init.clone()));
-    }
-
-    fn trickle(&mut self, role: PeerRole, local_sdp: &str) {
-        if let Some(line) = sdp::transport_line(local_sdp) {
-            self.act(Action::TrickleLocal {
-                role,
-                mid: line.mid,
-                index: line.index,
-            });
-        }
-    }
-
     // ---- peers --------------------------------------------------------------------
 
     fn on_peer(&mut self, now: Instant, role: PeerRole, ev: PeerEvent) {
         use str0m::IceConnectionState as Ice;
         match ev {
             PeerEvent::Data { kind, bytes } => self.on_data(now, kind, &bytes),
-            PeerEvent::Connected => match role {
-                PeerRole::Publisher => self.t.publisher_connected = true,
-                PeerRole::Subscriber => self.t.subscriber_connected = true,
-            },
-            PeerEvent::ChannelOpen(kind) => match (role, kind) {
-                (PeerRole::Publisher, DataKind::Reliable) => {
-                    self.t.reliable_open = true;
-                    if self.t.publisher_ready() {
-                        self.publisher_deadline = None;
-                    }
+            PeerEvent::Connected => self.t.connected(role),
+            PeerEvent::ChannelOpen(kind) => {
+                self.t.channel_open(role, kind);
+                if self.t.publisher_ready() {
+                    self.publisher_deadline = None;
                 }
-                (PeerRole::Publisher, DataKind::Lossy) => {
-                    self.t.lossy_open = true;
-                    if self.t.publisher_ready() {
-                        self.publisher_deadline = None;
-                    }
-                }
-                (PeerRole::Subscriber, DataKind::Reliable) => self.t.subscriber_channel_open = true,
-                (PeerRole::Subscriber, DataKind::Lossy) => {}
-            },
+            }
             PeerEvent::IceState(state) => {
                 let up = matches!(state, Ice::Connected | Ice::Completed);
-                match role {
-                    PeerRole::Publisher => self.t.publisher_ice = up,
-                    PeerRole::Subscriber => self.t.subscriber_ice = up,
-                }
+                self.t.ice(role, up);
                 if !matches!(self.phase, Phase::Connected) {
                     return;
                 }
@@ -922,50 +614,27 @@ impl Engine {
             self.backlog.push(Input::Peer(PeerRole::Subscriber, ev));
             return;
         }
-        match self.receiver.decode(bytes, kind == DataKind::Lossy, now) {
-            Ok(Incoming::User(d)) => {
-                let known = {
-                    let st = self.shared.state.lock();
-                    d.participant_identity.is_empty()
-                        || d.participant_identity == st.local.identity
-                        || st.remotes.contains_key(&d.participant_identity)
-                };
-                if known && self.held.is_empty() {
-                    self.emit(RoomEvent::DataReceived(d));
-                } else {
-                    self.held.push_back((now, d));
-                    self.release_held(now, false);
-                }
-            }
-            Ok(Incoming::Other(p)) => self.emit(RoomEvent::DataPacket(p)),
-            Ok(Incoming::Duplicate) => {}
-            Err(e) => log::warn!("dropping data packet: {e}"),
+        let shared = self.shared.clone();
+        let events = self.inbox.receive(now, kind, bytes, |identity| {
+            let st = shared.state.lock();
+            identity.is_empty()
+                || identity == st.local.identity
+                || st.remotes.contains_key(identity)
+        });
+        for ev in events {
+            self.emit(ev);
         }
     }
 
-    /// Delivers held packets in order while their sender is known (or, with
-    /// `expired`, once they have waited long enough).
+    /// Delivers held packets whose sender is known now (or, with `expired`, that
+    /// waited long enough).
     fn release_held(&mut self, now: Instant, expired: bool) {
-        while let Some((at, d)) = self.held.front() {
-            let known = self
-                .shared
-                .state
-                .lock()
-                .remotes
-                .contains_key(&d.participant_identity);
-            let overdue = expired && now >= *at + UNKNOWN_SENDER_HOLD;
-            if !(known || overdue || self.held.len() >= HELD_MAX) {
-                break;
-            }
-            if let Some((_, d)) = self.held.pop_front() {
-                self.emit(RoomEvent::DataReceived(d));
-            }
+        let shared = self.shared.clone();
+        let events = self.inbox.release(now, expired, |identity| {
+            shared.state.lock().remotes.contains_key(identity)
+        });
+        for ev in events {
+            self.emit(ev);
         }
     }
-}
-
-/// The `sdpMid` of a trickled `candidate_init`, if it names one.
-fn candidate_mid(init: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(init).ok()?;
-    v.get("sdpMid")?.as_str().map(str::to_owned)
 }

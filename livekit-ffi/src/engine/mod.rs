@@ -1,16 +1,21 @@
 //! The engine: joins a room and keeps it joined.
 //!
 //! [`machine::Engine`] makes every decision (join progress, negotiation per
-//! transport, request correlation, held data, resume or rejoin) without I/O;
+//! transport in [`transport`], request correlation in [`requests`], held data in
+//! [`inbox`], resume or rejoin) without I/O;
 //! [`driver`] is the one task per room that owns the sockets (signal client, peer
 //! connections), feeds the machine and carries out its actions. [`Room`] is the
 //! user's handle: it reads the shared room state, queues data in the room's
 //! [`Outbox`] and sends commands to the driver. Dropping every clone of it leaves.
 
 mod driver;
-pub(crate) mod machine;
+mod inbox;
+mod io;
+mod machine;
+mod requests;
 #[cfg(test)]
 mod tests;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use crate::outbox::{Done, Outbox};
 use crate::room::{Participant, RoomEvent, RoomInfo, RoomState};
 use crate::signal::{parse_server_url, JoinOptions};
 use crate::state::{ConnectionState, FailureReason, RetryPolicy};
-use machine::RequestError;
+use requests::RequestError;
 
 /// How long ICE, DTLS and the data channels may take on a join (seed RTCEngine).
 pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -8,7 +8,10 @@ use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 use str0m::IceConnectionState as Ice;
 
-use super::machine::{Action, Engine, Input, RequestError, REQUEST_TIMEOUT, UNKNOWN_SENDER_HOLD};
+use super::inbox::UNKNOWN_SENDER_HOLD;
+use super::io::{Action, Input};
+use super::machine::Engine;
+use super::requests::{RequestError, REQUEST_TIMEOUT};
 use super::{RoomOptions, Shared};
 use crate::data::{DataKind, UserData};
 use crate::outbox::OutboxState;

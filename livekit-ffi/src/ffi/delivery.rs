@@ -275,6 +275,38 @@ mod tests {
     }
 
     #[test]
+    fn a_second_open_while_the_sink_is_stuck_returns_at_once() {
+        // A client thread re-initializes while holding what the sink waits for (as
+        // Python does with the GIL): it must not wait for the delivery under way.
+        let d = Arc::new(Delivery::new());
+        let held = Arc::new(Mutex::new(()));
+        let guard = held.lock();
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let entered_tx = Mutex::new(entered_tx);
+        let waits_for = held.clone();
+        d.open(Arc::new(move |_: &[u8]| {
+            let _ = entered_tx.lock().send(());
+            drop(waits_for.lock());
+        }));
+        assert!(d.push(b"stuck".to_vec(), Class::Keep));
+        entered_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let started = std::time::Instant::now();
+        d.open(Arc::new(move |b: &[u8]| {
+            let _ = tx.lock().send(b.to_vec());
+        }));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(d.push(b"next".to_vec(), Class::Keep));
+        drop(guard);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            b"next".to_vec()
+        );
+        d.close();
+    }
+
+    #[test]
     fn reopening_inside_a_callback_does_not_deadlock() {
         let (d, rx) = collecting();
         let again = d.clone();

@@ -8,7 +8,7 @@
 //! [`cabi`] exports the same server with the official C entry points; the Python
 //! binding calls [`FfiServer`] directly.
 
-pub mod cabi;
+mod cabi;
 mod delivery;
 mod logs;
 mod room;

@@ -51,11 +51,7 @@ pub(crate) struct FfiBuffer {
 }
 
 fn participant_info(p: &Participant) -> proto::ParticipantInfo {
-    let kind = match p.kind {
-        7 => proto::ParticipantKind::Connector,
-        8 => proto::ParticipantKind::Bridge,
-        k => proto::ParticipantKind::try_from(k).unwrap_or(proto::ParticipantKind::Standard),
-    };
+    let kind = participant_kind(p.kind);
     proto::ParticipantInfo {
         sid: p.sid.clone(),
         name: p.name.clone(),
@@ -67,6 +63,25 @@ fn participant_info(p: &Participant) -> proto::ParticipantInfo {
         disconnect_reason: proto::DisconnectReason::UnknownReason as i32,
         joined_at: p.joined_at_ms,
         client_protocol: 0,
+    }
+}
+
+/// The FFI's participant kind for the server's (the two enums number them apart).
+fn participant_kind(kind: i32) -> proto::ParticipantKind {
+    use crate::proto::participant_info::Kind;
+    use proto::ParticipantKind as P;
+    match Kind::try_from(kind) {
+        Ok(Kind::Standard) => P::Standard,
+        Ok(Kind::Ingress) => P::Ingress,
+        Ok(Kind::Egress) => P::Egress,
+        Ok(Kind::Sip) => P::Sip,
+        Ok(Kind::Agent) => P::Agent,
+        Ok(Kind::Connector) => P::Connector,
+        Ok(Kind::Bridge) => P::Bridge,
+        Err(_) => {
+            log::debug!("unknown participant kind {kind}, reported as standard");
+            P::Standard
+        }
     }
 }
 
