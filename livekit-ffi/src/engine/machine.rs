@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
@@ -20,6 +20,7 @@ use super::inbox::Inbox;
 use super::io::{Action, Input};
 use super::requests::{RequestError, Requests};
 use super::transport::Transports;
+use super::watch::{Due, LossWatch};
 use super::{RoomOptions, Shared};
 use crate::data::DataKind;
 use crate::error::Error;
@@ -28,11 +29,6 @@ use crate::room::{RoomEvent, RoomState};
 use crate::signal::Resume;
 use crate::state::{ConnectionState, FailureReason, LeaveAction};
 
-/// How long a lost ICE connection may stay lost before we act.
-pub const ICE_LOST_TIMEOUT: Duration = Duration::from_secs(10);
-/// A closed peer connection usually means the server is ending the session; give its
-/// `LeaveRequest` (and the real reason) this long to arrive first.
-pub const LEAVE_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Rejoin {
     attempt: u32,
@@ -62,14 +58,6 @@ enum Phase {
     Closed,
 }
 
-/// A loss we wait on before acting: when, why, and whether ICE may still recover.
-#[derive(Debug)]
-struct PendingLoss {
-    at: Instant,
-    message: String,
-    ice: bool,
-}
-
 pub struct Engine {
     options: RoomOptions,
     shared: Arc<Shared>,
@@ -80,8 +68,7 @@ pub struct Engine {
     /// Signal messages and data that arrived before the session was ready.
     backlog: Vec<Input>,
     inbox: Inbox,
-    pending_loss: Option<PendingLoss>,
-    publisher_deadline: Option<Instant>,
+    watch: LossWatch,
     /// Whether `Reconnecting` was reported for the current loss.
     announced_reconnecting: bool,
     requests: Requests,
@@ -103,8 +90,7 @@ impl Engine {
             actions: VecDeque::new(),
             backlog: Vec::new(),
             inbox: Inbox::default(),
-            pending_loss: None,
-            publisher_deadline: None,
+            watch: LossWatch::default(),
             announced_reconnecting: false,
             requests: Requests::default(),
         };
@@ -130,8 +116,7 @@ impl Engine {
         };
         [
             phase,
-            self.pending_loss.as_ref().map(|l| l.at),
-            self.publisher_deadline,
+            self.watch.deadline(),
             self.inbox.deadline(),
             self.requests.deadline(),
         ]
@@ -247,23 +232,17 @@ impl Engine {
             }
             _ => {}
         }
-        if self.publisher_deadline.is_some_and(|d| now >= d) {
-            self.publisher_deadline = None;
-            self.lost(
+        match self.watch.due(now) {
+            Some(Due::Publisher) => self.lost(
                 now,
                 FailureReason::Rtc,
                 "the publisher connection did not come up".into(),
                 LeaveAction::Reconnect,
-            );
-            return;
-        }
-        if self.pending_loss.as_ref().is_some_and(|l| now >= l.at) {
-            let message = self
-                .pending_loss
-                .take()
-                .map(|l| l.message)
-                .unwrap_or_default();
-            self.lost(now, FailureReason::Rtc, message, LeaveAction::Resume);
+            ),
+            Some(Due::Lost(message)) => {
+                self.lost(now, FailureReason::Rtc, message, LeaveAction::Resume)
+            }
+            None => {}
         }
     }
 
@@ -307,8 +286,9 @@ impl Engine {
                 let (rejoin, join) = (*rejoin, join.take());
                 let Some(join) = join else { return };
                 self.phase = Phase::Connected;
-                self.publisher_deadline =
-                    (!self.t.publisher_ready()).then(|| now + self.options.ice_timeout);
+                self.watch.publisher_needed_by(
+                    (!self.t.publisher_ready()).then(|| now + self.options.ice_timeout),
+                );
                 let resync = if rejoin.is_some() {
                     self.act(Action::ForgetSent);
                     self.shared.state.lock().resync(&join)
@@ -390,8 +370,7 @@ impl Engine {
     /// The running session is lost: resume, rejoin or give up.
     fn lost(&mut self, now: Instant, reason: FailureReason, message: String, action: LeaveAction) {
         log::info!("session lost ({reason}): {message}");
-        self.pending_loss = None;
-        self.publisher_deadline = None;
+        self.watch.clear();
         let retry = action != LeaveAction::Disconnect && reason.is_retryable();
         if !retry {
             self.close_session(true);
@@ -467,8 +446,7 @@ impl Engine {
             self.signal_open = false;
         }
         self.act(Action::DropPeers);
-        self.pending_loss = None;
-        self.publisher_deadline = None;
+        self.watch.clear();
         self.backlog.clear();
     }
 
@@ -565,23 +543,14 @@ impl Engine {
             PeerEvent::ChannelOpen(kind) => {
                 self.t.channel_open(role, kind);
                 if self.t.publisher_ready() {
-                    self.publisher_deadline = None;
+                    self.watch.publisher_up();
                 }
             }
             PeerEvent::IceState(state) => {
-                let up = matches!(state, Ice::Connected | Ice::Completed);
-                self.t.ice(role, up);
-                if !matches!(self.phase, Phase::Connected) {
-                    return;
-                }
-                if state == Ice::Disconnected && self.pending_loss.is_none() {
-                    self.pending_loss = Some(PendingLoss {
-                        at: now + ICE_LOST_TIMEOUT,
-                        message: format!("{role:?} ICE connection lost"),
-                        ice: true,
-                    });
-                } else if up && self.pending_loss.as_ref().is_some_and(|l| l.ice) {
-                    self.pending_loss = None;
+                self.t
+                    .ice(role, matches!(state, Ice::Connected | Ice::Completed));
+                if matches!(self.phase, Phase::Connected) {
+                    self.watch.ice_changed(now, role, state);
                 }
             }
             PeerEvent::Closed(why) => {
@@ -593,14 +562,7 @@ impl Engine {
                         LeaveAction::Reconnect,
                     );
                 }
-                let at = now + LEAVE_GRACE;
-                if self.pending_loss.as_ref().is_none_or(|l| l.at > at) {
-                    self.pending_loss = Some(PendingLoss {
-                        at,
-                        message: format!("{role:?} peer connection closed: {why}"),
-                        ice: false,
-                    });
-                }
+                self.watch.peer_closed(now, role, &why);
             }
         }
     }

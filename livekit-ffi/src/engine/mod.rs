@@ -2,7 +2,7 @@
 //!
 //! [`machine::Engine`] makes every decision (join progress, negotiation per
 //! transport in [`transport`], request correlation in [`requests`], held data in
-//! [`inbox`], resume or rejoin) without I/O;
+//! [`inbox`], lost transports in [`watch`], resume or rejoin) without I/O;
 //! [`driver`] is the one task per room that owns the sockets (signal client, peer
 //! connections), feeds the machine and carries out its actions. [`Room`] is the
 //! user's handle: it reads the shared room state, queues data in the room's
@@ -16,6 +16,7 @@ mod requests;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -543,3 +543,34 @@ fn leaving_during_a_join_answers_the_caller() {
         .any(|a| matches!(a, Action::CloseSignal { leave: true })));
     assert!(t.engine.is_closed());
 }
+
+#[test]
+fn a_lost_transport_gets_time_to_recover_before_a_resume() {
+    use super::watch::{ICE_LOST_TIMEOUT, LEAVE_GRACE};
+    let mut t = Trace::joined(&[]);
+    // ICE drops and comes back within its grace: nothing happens.
+    t.peer(PeerRole::Subscriber, PeerEvent::IceState(Ice::Disconnected));
+    t.advance(ICE_LOST_TIMEOUT / 2);
+    t.peer(PeerRole::Subscriber, PeerEvent::IceState(Ice::Connected));
+    assert!(t.advance(ICE_LOST_TIMEOUT).is_empty());
+    // It drops for good: a resume once the grace is over.
+    t.peer(PeerRole::Subscriber, PeerEvent::IceState(Ice::Disconnected));
+    assert!(t.advance(ICE_LOST_TIMEOUT / 2).is_empty());
+    let a = t.advance(ICE_LOST_TIMEOUT / 2);
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::OpenSignal { resume: Some(_) })));
+
+    // A closed peer connection waits briefly for the server's word, which wins.
+    let mut t = Trace::joined(&[]);
+    t.peer(PeerRole::Publisher, PeerEvent::Closed("gone".into()));
+    assert_eq!(t.engine.deadline(), Some(t.now + LEAVE_GRACE));
+    let a = t.signal(leave(
+        proto::leave_request::Action::Disconnect,
+        proto::DisconnectReason::RoomDeleted,
+    ));
+    assert!(emitted(&a).contains(&&RoomEvent::Disconnected {
+        reason: FailureReason::RoomDeleted
+    }));
+    assert!(t.engine.is_closed());
+}
