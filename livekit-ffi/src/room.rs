@@ -3,8 +3,14 @@
 //! Sans-IO: `RoomState` takes the server's `JoinResponse`, `ParticipantUpdate`,
 //! `RoomUpdate`, speaker and quality updates and returns the `RoomEvent`s a user
 //! sees. The engine owns one and feeds it; the public `Room` reads snapshots.
+//!
+//! The server announces a participant that publishes nothing only in its periodic
+//! batch of updates (every 3 s), and its data often arrives first. Such a sender is
+//! learned from its packet (identity and sid) and announced at once; the server's
+//! update later fills in its name, metadata, attributes and kind.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
 
@@ -24,6 +30,8 @@ pub struct Participant {
     /// When the participant joined, in milliseconds since the epoch.
     pub joined_at_ms: i64,
     version: u32,
+    /// Learned from a data packet; the server has not described it yet.
+    provisional: bool,
 }
 
 impl Participant {
@@ -41,6 +49,7 @@ impl Participant {
                 info.joined_at.saturating_mul(1000)
             },
             version: info.version,
+            provisional: false,
         }
     }
 }
@@ -97,6 +106,9 @@ pub enum RoomEvent {
     Reconnecting,
     Reconnected,
     TokenRefreshed(String),
+    /// Participants' full descriptions, replacing what was known (a sender learned
+    /// from its data, described by the server at last).
+    ParticipantsUpdated(Vec<Participant>),
     /// The room is gone; `reason` is `None` when we left on our own.
     Disconnected {
         reason: FailureReason,
@@ -110,7 +122,13 @@ pub struct RoomState {
     /// Remote participants by identity.
     pub remotes: HashMap<String, Participant>,
     speakers: Vec<(String, f32)>,
+    /// Who left lately (identity to sid and when): their late packets must not bring
+    /// them back.
+    departed: HashMap<String, (String, Instant)>,
 }
+
+/// How long a participant that left is remembered against its late packets.
+const DEPARTED_MEMORY: Duration = Duration::from_secs(30);
 
 impl RoomState {
     pub fn from_join(join: &proto::JoinResponse) -> Self {
@@ -130,10 +148,14 @@ impl RoomState {
 
     /// The events of a signal message about the room or its participants (others
     /// are not the room's business and give none).
-    pub fn on_signal(&mut self, m: proto::signal_response::Message) -> Vec<RoomEvent> {
+    pub fn on_signal(
+        &mut self,
+        m: proto::signal_response::Message,
+        now: Instant,
+    ) -> Vec<RoomEvent> {
         use proto::signal_response::Message as Resp;
         match m {
-            Resp::Update(u) => self.on_participant_update(&u.participants),
+            Resp::Update(u) => self.on_participant_update(&u.participants, now),
             Resp::RoomUpdate(u) => match u.room {
                 Some(room) => self.on_room_update(&room),
                 None => vec![],
@@ -145,6 +167,40 @@ impl RoomState {
                 vec![]
             }
         }
+    }
+
+    /// The sender of a packet, announced at once if the room does not know it yet:
+    /// `Some(ParticipantConnected)` for a newcomer. Senders that left lately are not
+    /// brought back by their late packets.
+    pub fn learn_sender(&mut self, identity: &str, sid: &str, now: Instant) -> Option<RoomEvent> {
+        if identity.is_empty() || identity == self.local.identity {
+            return None;
+        }
+        if self.remotes.contains_key(identity) {
+            return None;
+        }
+        self.departed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DEPARTED_MEMORY);
+        if let Some((gone, _)) = self.departed.get(identity) {
+            if sid.is_empty() || sid == gone {
+                return None;
+            }
+        }
+        let p = Participant {
+            sid: sid.to_owned(),
+            identity: identity.to_owned(),
+            provisional: true,
+            ..Default::default()
+        };
+        self.remotes.insert(identity.to_owned(), p.clone());
+        Some(RoomEvent::ParticipantConnected(p))
+    }
+
+    fn forget(&mut self, identity: &str, now: Instant) -> Option<Participant> {
+        let p = self.remotes.remove(identity)?;
+        self.departed
+            .insert(identity.to_owned(), (p.sid.clone(), now));
+        Some(p)
     }
 
     /// After a full rejoin: reconcile with the new join answer and report the difference.
@@ -176,7 +232,11 @@ impl RoomState {
         events
     }
 
-    pub fn on_participant_update(&mut self, infos: &[proto::ParticipantInfo]) -> Vec<RoomEvent> {
+    pub fn on_participant_update(
+        &mut self,
+        infos: &[proto::ParticipantInfo],
+        now: Instant,
+    ) -> Vec<RoomEvent> {
         let mut events = Vec::new();
         for info in infos {
             if info.sid == self.local.sid || info.identity == self.local.identity {
@@ -197,14 +257,21 @@ impl RoomState {
             match self.remotes.get(&info.identity) {
                 Some(old) if old.sid == info.sid && info.version < old.version => {}
                 Some(old) if disconnected => {
-                    if old.sid == info.sid || info.sid.is_empty() {
-                        if let Some(p) = self.remotes.remove(&info.identity) {
+                    if old.sid == info.sid || info.sid.is_empty() || old.sid.is_empty() {
+                        if let Some(p) = self.forget(&info.identity, now) {
                             events.push(RoomEvent::ParticipantDisconnected {
                                 participant: p,
                                 reason: info.disconnect_reason,
                             });
                         }
                     }
+                }
+                // A sender learned from its data, described at last: no second
+                // announcement, only its full description.
+                Some(old) if old.provisional && (old.sid.is_empty() || old.sid == info.sid) => {
+                    let new = Participant::from_info(info);
+                    self.remotes.insert(info.identity.clone(), new.clone());
+                    events.push(RoomEvent::ParticipantsUpdated(vec![new]));
                 }
                 Some(old) if old.sid != info.sid => {
                     // Same identity, new session: the old one is gone.
@@ -377,14 +444,14 @@ mod tests {
     #[test]
     fn joins_leaves_and_changes_become_events() {
         let mut s = joined();
-        let ev = s.on_participant_update(&[info("PA_b", "b", 1)]);
+        let ev = s.on_participant_update(&[info("PA_b", "b", 1)], Instant::now());
         assert!(matches!(&ev[..], [RoomEvent::ParticipantConnected(p)] if p.identity == "b"));
 
         let mut a = info("PA_a", "a", 2);
         a.metadata = "m".into();
         a.name = "Alice".into();
         a.attributes.insert("k".into(), "v".into());
-        let ev = s.on_participant_update(&[a.clone()]);
+        let ev = s.on_participant_update(&[a.clone()], Instant::now());
         assert_eq!(ev.len(), 3, "{ev:?}");
         assert!(ev.contains(&RoomEvent::ParticipantMetadataChanged {
             identity: "a".into(),
@@ -393,11 +460,13 @@ mod tests {
         }));
 
         // An older version is ignored.
-        assert!(s.on_participant_update(&[info("PA_a", "a", 1)]).is_empty());
+        assert!(s
+            .on_participant_update(&[info("PA_a", "a", 1)], Instant::now())
+            .is_empty());
 
         let mut gone = info("PA_a", "a", 3);
         gone.state = proto::participant_info::State::Disconnected as i32;
-        let ev = s.on_participant_update(&[gone]);
+        let ev = s.on_participant_update(&[gone], Instant::now());
         assert!(
             matches!(&ev[..], [RoomEvent::ParticipantDisconnected { participant, .. }] if participant.identity == "a")
         );
@@ -409,8 +478,8 @@ mod tests {
         let mut s = joined();
         let mut me = info("PA_me", "me", 2);
         me.attributes.insert("x".into(), "1".into());
-        s.on_participant_update(&[me]);
-        let ev = s.on_participant_update(&[info("PA_me", "me", 3)]);
+        s.on_participant_update(&[me], Instant::now());
+        let ev = s.on_participant_update(&[info("PA_me", "me", 3)], Instant::now());
         let RoomEvent::ParticipantAttributesChanged {
             identity, changed, ..
         } = &ev[0]
@@ -431,6 +500,45 @@ mod tests {
         });
         assert_eq!(ev.len(), 2, "{ev:?}");
         assert!(s.remotes.contains_key("c") && !s.remotes.contains_key("a"));
+    }
+
+    #[test]
+    fn senders_learned_from_data_are_filled_in_not_announced_twice() {
+        let mut s = joined();
+        let now = Instant::now();
+        assert!(s.learn_sender("me", "PA_me", now).is_none(), "ourselves");
+        assert!(s.learn_sender("", "", now).is_none());
+        let ev = s.learn_sender("dan", "PA_d", now);
+        assert!(
+            matches!(ev, Some(RoomEvent::ParticipantConnected(p)) if p.identity == "dan" && p.sid == "PA_d")
+        );
+        assert!(s.learn_sender("dan", "PA_d", now).is_none(), "known now");
+        let mut full = info("PA_d", "dan", 1);
+        full.name = "Dan".into();
+        let ev = s.on_participant_update(&[full], now);
+        assert!(matches!(&ev[..], [RoomEvent::ParticipantsUpdated(ps)] if ps[0].name == "Dan"));
+        // A provisional sender from another session is replaced like any other.
+        assert!(s.learn_sender("eve", "PA_e1", now).is_some());
+        let ev = s.on_participant_update(&[info("PA_e2", "eve", 1)], now);
+        assert!(
+            matches!(&ev[..], [RoomEvent::ParticipantDisconnected { .. }, RoomEvent::ParticipantConnected(p)] if p.sid == "PA_e2")
+        );
+        // Once gone, late packets do not bring a participant back for a while.
+        let mut gone = info("PA_d", "dan", 2);
+        gone.state = proto::participant_info::State::Disconnected as i32;
+        s.on_participant_update(&[gone], now);
+        assert!(s.learn_sender("dan", "PA_d", now).is_none());
+        assert!(s.learn_sender("dan", "", now).is_none());
+        // A new session of the same identity is someone new.
+        assert!(s.learn_sender("dan", "PA_d2", now).is_some());
+        let later = now + DEPARTED_MEMORY;
+        let mut gone = info("PA_d2", "dan", 1);
+        gone.state = proto::participant_info::State::Disconnected as i32;
+        s.on_participant_update(&[gone], now);
+        assert!(
+            s.learn_sender("dan", "PA_d2", later).is_some(),
+            "forgotten after a while"
+        );
     }
 
     #[test]

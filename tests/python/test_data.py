@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Tuple
+import time
+from typing import Any, Awaitable, Callable, List, Tuple
 
 import pytest
 
@@ -138,3 +139,37 @@ async def test_a_cancelled_publish_does_not_disturb_the_others(join: Join) -> No
     expected = [f"p{i}".encode() * 500 for i in range(200)]
     # The cancelled call may or may not have gone out; everything else did, in order.
     assert [d for d in data if d != expected[100]] == expected[:100] + expected[101:]
+
+
+async def test_data_right_after_a_join_arrives_at_once_with_its_sender(
+    server: Any, token: Any, rooms: Callable[[], rtc.Room]
+) -> None:
+    """The server announces a participant that publishes nothing only in its 3-second
+    batch; its data is delivered at once anyway, after a `participant_connected` for it,
+    and the server's description later fills in its name without a second one."""
+    alice = rooms()
+    await alice.connect(server.url, token("alice"))
+    seen: List[Tuple[str, float, Any]] = []
+    alice.on("participant_connected", lambda p: seen.append(("connected", time.monotonic(), p)))
+    alice.on("data_received", lambda d: seen.append(("data", time.monotonic(), d)))
+
+    bob = rooms()
+    await bob.connect(server.url, token("bob", name="Bob", metadata="meta"))
+    sent_at = time.monotonic()
+    await bob.local_participant.publish_data("hi", topic="early")
+    assert await settle(lambda: any(kind == "data" for kind, _, _ in seen), timeout=10)
+
+    kinds = [kind for kind, _, _ in seen]
+    assert kinds == ["connected", "data"], kinds
+    participant = seen[0][2]
+    packet = seen[1][2]
+    assert participant.identity == "bob"
+    assert packet.participant is participant
+    assert packet.data == b"hi"
+    # Not held until the server's batch of updates (up to 3 s later).
+    assert seen[1][1] - sent_at < 1.0, f"delivered after {seen[1][1] - sent_at:.2f} s"
+    # The batch fills the participant in, without a second announcement.
+    assert await settle(lambda: participant.name == "Bob", timeout=10)
+    assert participant.metadata == "meta"
+    assert alice.remote_participants["bob"] is participant
+    assert [kind for kind, _, _ in seen] == ["connected", "data"]

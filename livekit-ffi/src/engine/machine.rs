@@ -16,13 +16,12 @@ use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 
-use super::inbox::Inbox;
 use super::io::{Action, Input};
 use super::requests::{RequestError, Requests};
 use super::transport::Transports;
 use super::watch::{Due, LossWatch};
 use super::{RoomOptions, Shared};
-use crate::data::DataKind;
+use crate::data::{DataKind, DataReceiver, Incoming};
 use crate::error::Error;
 use crate::peer::{PeerEvent, PeerRole};
 use crate::room::{RoomEvent, RoomState};
@@ -67,7 +66,7 @@ pub struct Engine {
     actions: VecDeque<Action>,
     /// Signal messages and data that arrived before the session was ready.
     backlog: Vec<Input>,
-    inbox: Inbox,
+    receiver: DataReceiver,
     watch: LossWatch,
     /// Whether `Reconnecting` was reported for the current loss.
     announced_reconnecting: bool,
@@ -89,7 +88,7 @@ impl Engine {
             signal_open: false,
             actions: VecDeque::new(),
             backlog: Vec::new(),
-            inbox: Inbox::default(),
+            receiver: DataReceiver::default(),
             watch: LossWatch::default(),
             announced_reconnecting: false,
             requests: Requests::default(),
@@ -114,15 +113,10 @@ impl Engine {
             Phase::Backoff { at, .. } => Some(*at),
             Phase::Connected | Phase::Closed => None,
         };
-        [
-            phase,
-            self.watch.deadline(),
-            self.inbox.deadline(),
-            self.requests.deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [phase, self.watch.deadline(), self.requests.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn act(&mut self, a: Action) {
@@ -195,9 +189,6 @@ impl Engine {
         }
         for (id, result) in self.requests.expired(now) {
             self.act(Action::RequestDone { id, result });
-        }
-        if self.inbox.deadline().is_some_and(|at| now >= at) {
-            self.release_held(now, true);
         }
         match &self.phase {
             Phase::Establishing {
@@ -507,13 +498,10 @@ impl Engine {
                 *self.shared.token.lock() = token.clone();
                 vec![RoomEvent::TokenRefreshed(token)]
             }
-            other => self.shared.state.lock().on_signal(other),
+            other => self.shared.state.lock().on_signal(other, now),
         };
         for ev in events {
             self.emit(ev);
-        }
-        if self.inbox.is_holding() {
-            self.release_held(now, false);
         }
     }
 
@@ -576,27 +564,25 @@ impl Engine {
             self.backlog.push(Input::Peer(PeerRole::Subscriber, ev));
             return;
         }
-        let shared = self.shared.clone();
-        let events = self.inbox.receive(now, kind, bytes, |identity| {
-            let st = shared.state.lock();
-            identity.is_empty()
-                || identity == st.local.identity
-                || st.remotes.contains_key(identity)
-        });
-        for ev in events {
-            self.emit(ev);
+        let (sender, sid, event) = match self.receiver.decode(bytes, kind == DataKind::Lossy, now) {
+            Ok(Incoming::User(d)) => (
+                d.participant_identity.clone(),
+                d.participant_sid.clone(),
+                RoomEvent::DataReceived(d),
+            ),
+            Ok(Incoming::Other(p)) => (
+                p.participant_identity.clone(),
+                p.participant_sid.clone(),
+                RoomEvent::DataPacket(p),
+            ),
+            Ok(Incoming::Duplicate) => return,
+            Err(e) => return log::warn!("dropping data packet: {e}"),
+        };
+        // Data often overtakes the announcement of its sender: announce it now.
+        let learned = self.shared.state.lock().learn_sender(&sender, &sid, now);
+        if let Some(connected) = learned {
+            self.emit(connected);
         }
-    }
-
-    /// Delivers held packets whose sender is known now (or, with `expired`, that
-    /// waited long enough).
-    fn release_held(&mut self, now: Instant, expired: bool) {
-        let shared = self.shared.clone();
-        let events = self.inbox.release(now, expired, |identity| {
-            shared.state.lock().remotes.contains_key(identity)
-        });
-        for ev in events {
-            self.emit(ev);
-        }
+        self.emit(event);
     }
 }

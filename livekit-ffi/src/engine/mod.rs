@@ -1,15 +1,14 @@
 //! The engine: joins a room and keeps it joined.
 //!
 //! [`machine::Engine`] makes every decision (join progress, negotiation per
-//! transport in [`transport`], request correlation in [`requests`], held data in
-//! [`inbox`], lost transports in [`watch`], resume or rejoin) without I/O;
+//! transport in [`transport`], request correlation in [`requests`], lost transports
+//! in [`watch`], resume or rejoin) without I/O;
 //! [`driver`] is the one task per room that owns the sockets (signal client, peer
 //! connections), feeds the machine and carries out its actions. [`Room`] is the
 //! user's handle: it reads the shared room state, queues data in the room's
 //! [`Outbox`] and sends commands to the driver. Dropping every clone of it leaves.
 
 mod driver;
-mod inbox;
 mod io;
 mod machine;
 mod requests;

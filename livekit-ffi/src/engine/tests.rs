@@ -8,7 +8,6 @@ use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 use str0m::IceConnectionState as Ice;
 
-use super::inbox::UNKNOWN_SENDER_HOLD;
 use super::io::{Action, Input};
 use super::machine::Engine;
 use super::requests::{RequestError, REQUEST_TIMEOUT};
@@ -457,35 +456,46 @@ fn rejoins_stop_after_the_policy_gives_up() {
 }
 
 #[test]
-fn data_from_an_unannounced_sender_waits_for_its_announcement() {
+fn data_from_an_unannounced_sender_is_delivered_at_once_with_its_sender() {
     let mut t = Trace::joined(&[("PA_a", "alice")]);
     let mut carol = OutboxState::default();
-    let mut alice = OutboxState::default();
+    // The server announces carol only in its next batch; her data comes first. She is
+    // announced from her packet, then the packet is delivered.
+    let a = t.peer(PeerRole::Subscriber, data_from("carol", &mut carol, b"1"));
+    let events = emitted(&a);
     assert!(
-        emitted(&t.peer(PeerRole::Subscriber, data_from("carol", &mut carol, b"1"))).is_empty()
+        matches!(events[..], [RoomEvent::ParticipantConnected(p), RoomEvent::DataReceived(d)]
+        if p.identity == "carol" && d.participant_identity == "carol" && d.payload == b"1")
     );
-    // Later packets of known senders keep their place behind it.
+    assert!(t.shared.state.lock().remotes.contains_key("carol"));
+    // Her next packet needs no announcement.
+    let a = t.peer(PeerRole::Subscriber, data_from("carol", &mut carol, b"2"));
+    assert!(matches!(emitted(&a)[..], [RoomEvent::DataReceived(_)]));
+    // The server's description fills her in without a second announcement.
+    let mut described = participant("PA_c", "carol");
+    described.name = "Carol".into();
+    described.metadata = "m".into();
+    described.kind = proto::participant_info::Kind::Agent as i32;
+    let a = t.signal(update(vec![described]));
     assert!(
-        emitted(&t.peer(PeerRole::Subscriber, data_from("alice", &mut alice, b"2"))).is_empty()
+        matches!(emitted(&a)[..], [RoomEvent::ParticipantsUpdated(ps)]
+        if ps.len() == 1 && ps[0].name == "Carol" && ps[0].metadata == "m")
     );
-    let a = t.signal(update(vec![participant("PA_c", "carol")]));
-    let delivered: Vec<_> = emitted(&a)
-        .into_iter()
-        .filter_map(|e| match e {
-            RoomEvent::DataReceived(d) => Some(d.payload.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(delivered, vec![b"1".to_vec(), b"2".to_vec()]);
-    // A sender never announced is delivered anyway after the hold.
-    t.peer(
-        PeerRole::Subscriber,
-        data_from("dave", &mut OutboxState::default(), b"3"),
+    assert_eq!(
+        t.shared.state.lock().remotes["carol"].kind,
+        proto::participant_info::Kind::Agent as i32
     );
-    assert!(emitted(&t.advance(UNKNOWN_SENDER_HOLD / 2)).is_empty());
-    assert_eq!(emitted(&t.advance(UNKNOWN_SENDER_HOLD)).len(), 1);
+    // Later changes are changes as usual.
+    let mut renamed = participant("PA_c", "carol");
+    renamed.name = "C.".into();
+    renamed.metadata = "m".into();
+    renamed.version = 2;
+    let a = t.signal(update(vec![renamed]));
+    assert!(
+        matches!(emitted(&a)[..], [RoomEvent::ParticipantNameChanged { new, .. }] if new == "C.")
+    );
     // A packet seen before (same sender, same sequence) is dropped.
-    let packet = data_from("alice", &mut alice, b"4");
+    let packet = data_from("carol", &mut carol, b"3");
     let PeerEvent::Data { kind, bytes } = packet else {
         unreachable!()
     };
@@ -498,6 +508,22 @@ fn data_from_an_unannounced_sender_waits_for_its_announcement() {
         1
     );
     assert!(emitted(&t.peer(PeerRole::Subscriber, copy)).is_empty());
+}
+
+#[test]
+fn a_late_packet_does_not_bring_back_a_participant_that_left() {
+    let mut t = Trace::joined(&[("PA_a", "alice")]);
+    let mut gone = participant("PA_a", "alice");
+    gone.state = proto::participant_info::State::Disconnected as i32;
+    gone.version = 2;
+    t.signal(update(vec![gone]));
+    let mut alice = OutboxState::default();
+    let a = t.peer(
+        PeerRole::Subscriber,
+        data_from("alice", &mut alice, b"late"),
+    );
+    assert!(matches!(emitted(&a)[..], [RoomEvent::DataReceived(_)]));
+    assert!(!t.shared.state.lock().remotes.contains_key("alice"));
 }
 
 #[test]

@@ -371,6 +371,11 @@ async fn forward_events(
             }
             RoomEvent::Reconnecting => RoomEv::Reconnecting(proto::Reconnecting {}),
             RoomEvent::Reconnected => RoomEv::Reconnected(proto::Reconnected {}),
+            RoomEvent::ParticipantsUpdated(participants) => {
+                RoomEv::ParticipantsUpdated(proto::ParticipantsUpdated {
+                    participants: participants.iter().map(participant_info).collect(),
+                })
+            }
             RoomEvent::TokenRefreshed(token) => {
                 RoomEv::TokenRefreshed(proto::TokenRefreshed { token })
             }

@@ -384,6 +384,13 @@ class Room(EventEmitter[EventTypes]):
                 p._info.attributes.update({e.key: e.value for e in ev_ac.attributes})
                 changed = {e.key: e.value for e in ev_ac.changed_attributes}
                 self.emit("participant_attributes_changed", changed, p)
+        elif which == "participants_updated":
+            # Full descriptions of participants announced early (from their data):
+            # their info is replaced, no event is emitted.
+            for info in event.participants_updated.participants:
+                known = self._participant(info.identity)
+                if known is not None:
+                    known._info.CopyFrom(info)
         elif which == "active_speakers_changed":
             identities = event.active_speakers_changed.participant_identities
             speakers = [sp for sp in map(self._participant, identities) if sp is not None]

@@ -906,6 +906,24 @@ class ParticipantConnected(google.protobuf.message.Message):
 global___ParticipantConnected = ParticipantConnected
 
 @typing.final
+class ParticipantsUpdated(google.protobuf.message.Message):
+    """Full descriptions that replace what a client knows of these participants."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANTS_FIELD_NUMBER: builtins.int
+    @property
+    def participants(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[participant_pb2.ParticipantInfo]: ...
+    def __init__(
+        self,
+        *,
+        participants: collections.abc.Iterable[participant_pb2.ParticipantInfo] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["participants", b"participants"]) -> None: ...
+
+global___ParticipantsUpdated = ParticipantsUpdated
+
+@typing.final
 class ParticipantDisconnected(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -1157,6 +1175,7 @@ class RoomEvent(google.protobuf.message.Message):
     EOS_FIELD_NUMBER: builtins.int
     DATA_PACKET_RECEIVED_FIELD_NUMBER: builtins.int
     ROOM_UPDATED_FIELD_NUMBER: builtins.int
+    PARTICIPANTS_UPDATED_FIELD_NUMBER: builtins.int
     TOKEN_REFRESHED_FIELD_NUMBER: builtins.int
     room_handle: builtins.int
     @property
@@ -1192,6 +1211,8 @@ class RoomEvent(google.protobuf.message.Message):
     @property
     def room_updated(self) -> global___RoomInfo: ...
     @property
+    def participants_updated(self) -> global___ParticipantsUpdated: ...
+    @property
     def token_refreshed(self) -> global___TokenRefreshed: ...
     def __init__(
         self,
@@ -1213,10 +1234,11 @@ class RoomEvent(google.protobuf.message.Message):
         eos: global___RoomEOS | None = ...,
         data_packet_received: global___DataPacketReceived | None = ...,
         room_updated: global___RoomInfo | None = ...,
+        participants_updated: global___ParticipantsUpdated | None = ...,
         token_refreshed: global___TokenRefreshed | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "room_updated", "token_refreshed"] | None: ...
+    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "room_updated", "participants_updated", "token_refreshed"] | None: ...
 
 global___RoomEvent = RoomEvent
