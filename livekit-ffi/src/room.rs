@@ -29,6 +29,11 @@ pub struct Participant {
     pub kind: i32,
     /// When the participant joined, in milliseconds since the epoch.
     pub joined_at_ms: i64,
+    /// `ParticipantInfo.State` (joining, joined, active, disconnected).
+    pub state: i32,
+    /// `ParticipantInfo.KindDetail`s (cloud agent, forwarded, connector...).
+    pub kind_details: Vec<i32>,
+    pub permission: Option<proto::ParticipantPermission>,
     version: u32,
     /// Learned from a data packet; the server has not described it yet.
     provisional: bool,
@@ -48,6 +53,9 @@ impl Participant {
             } else {
                 info.joined_at.saturating_mul(1000)
             },
+            state: info.state,
+            kind_details: info.kind_details.clone(),
+            permission: info.permission.clone(),
             version: info.version,
             provisional: false,
         }
@@ -60,6 +68,14 @@ pub struct RoomInfo {
     pub name: String,
     pub metadata: String,
     pub num_participants: u32,
+    pub num_publishers: u32,
+    pub max_participants: u32,
+    /// Seconds the room stays open empty, and after the last participant left.
+    pub empty_timeout: u32,
+    pub departure_timeout: u32,
+    /// Milliseconds since the epoch.
+    pub creation_time_ms: i64,
+    pub active_recording: bool,
 }
 
 /// Everything a room reports to its user, in order.
@@ -99,6 +115,16 @@ pub enum RoomEvent {
         identity: String,
         quality: i32,
     },
+    ParticipantPermissionChanged {
+        identity: String,
+        permission: Option<proto::ParticipantPermission>,
+    },
+    /// A participant became active (ready to receive data).
+    ParticipantActive {
+        identity: String,
+    },
+    /// Anything about the room changed (counts, recording, metadata...).
+    RoomUpdated(RoomInfo),
     DataReceived(ReceivedData),
     /// A data packet of another kind (RPC, streams, DTMF, transcription...).
     DataPacket(Box<proto::DataPacket>),
@@ -271,7 +297,13 @@ impl RoomState {
                 Some(old) if old.provisional && (old.sid.is_empty() || old.sid == info.sid) => {
                     let new = Participant::from_info(info);
                     self.remotes.insert(info.identity.clone(), new.clone());
+                    let active = new.state == proto::participant_info::State::Active as i32;
                     events.push(RoomEvent::ParticipantsUpdated(vec![new]));
+                    if active {
+                        events.push(RoomEvent::ParticipantActive {
+                            identity: info.identity.clone(),
+                        });
+                    }
                 }
                 Some(old) if old.sid != info.sid => {
                     // Same identity, new session: the old one is gone.
@@ -301,7 +333,7 @@ impl RoomState {
     }
 
     pub fn on_room_update(&mut self, room: &proto::Room) -> Vec<RoomEvent> {
-        let new = room_info(room);
+        let mut new = room_info(room);
         let mut events = Vec::new();
         if new.metadata != self.room.metadata {
             events.push(RoomEvent::RoomMetadataChanged {
@@ -309,12 +341,11 @@ impl RoomState {
                 new: new.metadata.clone(),
             });
         }
-        if self.room.sid.is_empty() || !new.sid.is_empty() {
-            self.room = new;
-        } else {
-            self.room.metadata = new.metadata;
-            self.room.num_participants = new.num_participants;
+        if new.sid.is_empty() {
+            new.sid = self.room.sid.clone();
         }
+        self.room = new;
+        events.push(RoomEvent::RoomUpdated(self.room.clone()));
         events
     }
 
@@ -374,6 +405,16 @@ fn room_info(room: &proto::Room) -> RoomInfo {
         name: room.name.clone(),
         metadata: room.metadata.clone(),
         num_participants: room.num_participants,
+        num_publishers: room.num_publishers,
+        max_participants: room.max_participants,
+        empty_timeout: room.empty_timeout,
+        departure_timeout: room.departure_timeout,
+        creation_time_ms: if room.creation_time_ms > 0 {
+            room.creation_time_ms
+        } else {
+            room.creation_time.saturating_mul(1000)
+        },
+        active_recording: room.active_recording,
     }
 }
 
@@ -409,6 +450,18 @@ fn changes(old: &Participant, new: &Participant) -> Vec<RoomEvent> {
             identity: new.identity.clone(),
             changed,
             attributes: new.attributes.clone(),
+        });
+    }
+    if old.permission != new.permission && new.permission.is_some() {
+        events.push(RoomEvent::ParticipantPermissionChanged {
+            identity: new.identity.clone(),
+            permission: new.permission.clone(),
+        });
+    }
+    let active = proto::participant_info::State::Active as i32;
+    if old.state != active && new.state == active {
+        events.push(RoomEvent::ParticipantActive {
+            identity: new.identity.clone(),
         });
     }
     events
@@ -516,7 +569,10 @@ mod tests {
         let mut full = info("PA_d", "dan", 1);
         full.name = "Dan".into();
         let ev = s.on_participant_update(&[full], now);
-        assert!(matches!(&ev[..], [RoomEvent::ParticipantsUpdated(ps)] if ps[0].name == "Dan"));
+        assert!(matches!(
+            &ev[..],
+            [RoomEvent::ParticipantsUpdated(ps), RoomEvent::ParticipantActive { .. }] if ps[0].name == "Dan"
+        ));
         // A provisional sender from another session is replaced like any other.
         assert!(s.learn_sender("eve", "PA_e1", now).is_some());
         let ev = s.on_participant_update(&[info("PA_e2", "eve", 1)], now);
@@ -538,6 +594,37 @@ mod tests {
         assert!(
             s.learn_sender("dan", "PA_d2", later).is_some(),
             "forgotten after a while"
+        );
+    }
+
+    #[test]
+    fn permissions_activity_and_room_updates_become_events() {
+        let mut s = joined();
+        let now = Instant::now();
+        let mut a = info("PA_a", "a", 2);
+        a.state = proto::participant_info::State::Joined as i32;
+        s.on_participant_update(&[a.clone()], now);
+        a.version = 3;
+        a.state = proto::participant_info::State::Active as i32;
+        a.permission = Some(proto::ParticipantPermission {
+            can_publish_data: true,
+            ..Default::default()
+        });
+        let ev = s.on_participant_update(&[a], now);
+        assert!(ev.iter().any(|e| matches!(e, RoomEvent::ParticipantPermissionChanged { identity, permission: Some(p) } if identity == "a" && p.can_publish_data)));
+        assert!(ev
+            .iter()
+            .any(|e| matches!(e, RoomEvent::ParticipantActive { identity } if identity == "a")));
+        let ev = s.on_room_update(&proto::Room {
+            name: "r".into(),
+            num_participants: 2,
+            num_publishers: 1,
+            creation_time: 1_700_000_000,
+            active_recording: true,
+            ..Default::default()
+        });
+        assert!(
+            matches!(&ev[..], [RoomEvent::RoomUpdated(r)] if r.num_participants == 2 && r.sid == "RM_1" && r.creation_time_ms == 1_700_000_000_000 && r.active_recording)
         );
     }
 

@@ -386,8 +386,13 @@ impl PingTimes {
 
 /// A `LeaveRequest` for leaving on our own.
 pub(crate) fn leave_request() -> proto::signal_request::Message {
+    leave_with(proto::DisconnectReason::ClientInitiated)
+}
+
+/// A `LeaveRequest` that tells the others why we leave.
+pub(crate) fn leave_with(reason: proto::DisconnectReason) -> proto::signal_request::Message {
     proto::signal_request::Message::Leave(proto::LeaveRequest {
-        reason: proto::DisconnectReason::ClientInitiated as i32,
+        reason: reason as i32,
         ..Default::default()
     })
 }

@@ -23,7 +23,7 @@ use super::{Command, RoomOptions, Shared};
 use crate::error::{Error, Result};
 use crate::peer::{route_ip, PeerConnection, PeerEvent, PeerRole};
 use crate::room::RoomEvent;
-use crate::signal::{leave_request, SignalClient, SignalEvent};
+use crate::signal::{leave_request, leave_with, SignalClient, SignalEvent};
 use crate::state::FailureReason;
 
 type Dialed = Result<(SignalClient, Resp, mpsc::Receiver<SignalEvent>)>;
@@ -54,6 +54,8 @@ pub(super) struct Driver {
     peer_rx: Option<mpsc::Receiver<(PeerRole, PeerEvent)>>,
     requests: HashMap<u32, oneshot::Sender<std::result::Result<(), RequestError>>>,
     leaving: Vec<oneshot::Sender<()>>,
+    /// What our leave tells the others.
+    leave_reason: proto::DisconnectReason,
 }
 
 impl Driver {
@@ -82,6 +84,7 @@ impl Driver {
             peer_rx: None,
             requests: HashMap::new(),
             leaving: Vec::new(),
+            leave_reason: proto::DisconnectReason::ClientInitiated,
         }
     }
 
@@ -98,8 +101,9 @@ impl Driver {
             let deadline = self.engine.deadline();
             let input = tokio::select! {
                 c = self.cmd.recv() => match c {
-                    Some(Command::Disconnect(reply)) => {
+                    Some(Command::Disconnect(reply, reason)) => {
                         self.leaving.push(reply);
+                        self.leave_reason = reason;
                         Input::Leave
                     }
                     Some(Command::Update(req, reply)) => {
@@ -163,7 +167,9 @@ impl Driver {
             Action::CloseSignal { leave } => {
                 self.signal_rx = None;
                 if let Some(signal) = self.signal.take() {
-                    signal.close(leave.then(leave_request)).await;
+                    signal
+                        .close(leave.then(|| leave_with(self.leave_reason)))
+                        .await;
                 }
             }
             Action::NewPeers => return self.new_peers().await.err(),

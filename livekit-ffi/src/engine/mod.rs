@@ -76,7 +76,7 @@ impl Shared {
 }
 
 enum Command {
-    Disconnect(oneshot::Sender<()>),
+    Disconnect(oneshot::Sender<()>, proto::DisconnectReason),
     Update(
         proto::UpdateParticipantMetadata,
         oneshot::Sender<std::result::Result<(), RequestError>>,
@@ -213,8 +213,14 @@ impl Room {
     /// Leaves the room: sends a leave, closes sockets and ends every task.
     /// Bounded in time; calling it again is harmless.
     pub async fn disconnect(&self) {
+        self.disconnect_with(proto::DisconnectReason::ClientInitiated)
+            .await
+    }
+
+    /// Leaves the room telling the others `reason` (as their `disconnect_reason`).
+    pub async fn disconnect_with(&self, reason: proto::DisconnectReason) {
         let (tx, rx) = oneshot::channel();
-        if self.cmd.send(Command::Disconnect(tx)).await.is_ok() {
+        if self.cmd.send(Command::Disconnect(tx, reason)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
         }
     }

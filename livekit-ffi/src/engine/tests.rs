@@ -478,8 +478,8 @@ fn data_from_an_unannounced_sender_is_delivered_at_once_with_its_sender() {
     described.kind = proto::participant_info::Kind::Agent as i32;
     let a = t.signal(update(vec![described]));
     assert!(
-        matches!(emitted(&a)[..], [RoomEvent::ParticipantsUpdated(ps)]
-        if ps.len() == 1 && ps[0].name == "Carol" && ps[0].metadata == "m")
+        matches!(emitted(&a)[..], [RoomEvent::ParticipantsUpdated(ps), RoomEvent::ParticipantActive { identity }]
+        if ps.len() == 1 && ps[0].name == "Carol" && ps[0].metadata == "m" && identity == "carol")
     );
     assert_eq!(
         t.shared.state.lock().remotes["carol"].kind,

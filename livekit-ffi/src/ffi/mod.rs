@@ -9,6 +9,7 @@
 //! binding calls [`FfiServer`] directly.
 
 mod cabi;
+mod convert;
 mod delivery;
 mod logs;
 mod room;

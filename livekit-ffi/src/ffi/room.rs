@@ -8,12 +8,12 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
+use super::convert::{self, failure_reason, options, owned_participant, room_info};
 use super::proto;
 use super::{FfiError, FfiResult, FfiServer};
 use crate::data::{DataKind, UserData, MAX_MESSAGE_SIZE};
-use crate::engine::{Room, RoomOptions};
-use crate::room::{Participant, RoomEvent, RoomInfo};
-use crate::state::{ConnectionState, FailureReason};
+use crate::engine::Room;
+use crate::room::RoomEvent;
 
 use proto::ffi_event::Message as Ev;
 use proto::room_event::Message as RoomEv;
@@ -42,130 +42,12 @@ pub(super) fn room_of(handle: &(dyn std::any::Any + Send + Sync)) -> Option<Room
 
 /// A participant handle; the local one can act on the room.
 pub(crate) struct FfiParticipant {
-    room: Option<Room>,
+    pub(super) room: Option<Room>,
 }
 
 /// Received bytes, alive until the client drops the handle.
 pub(crate) struct FfiBuffer {
-    data: Vec<u8>,
-}
-
-fn participant_info(p: &Participant) -> proto::ParticipantInfo {
-    let kind = participant_kind(p.kind);
-    proto::ParticipantInfo {
-        sid: p.sid.clone(),
-        name: p.name.clone(),
-        identity: p.identity.clone(),
-        state: proto::ParticipantState::Active as i32,
-        metadata: p.metadata.clone(),
-        attributes: p.attributes.clone(),
-        kind: kind as i32,
-        disconnect_reason: proto::DisconnectReason::UnknownReason as i32,
-        joined_at: p.joined_at_ms,
-        client_protocol: 0,
-    }
-}
-
-/// The FFI's participant kind for the server's (the two enums number them apart).
-fn participant_kind(kind: i32) -> proto::ParticipantKind {
-    use crate::proto::participant_info::Kind;
-    use proto::ParticipantKind as P;
-    match Kind::try_from(kind) {
-        Ok(Kind::Standard) => P::Standard,
-        Ok(Kind::Ingress) => P::Ingress,
-        Ok(Kind::Egress) => P::Egress,
-        Ok(Kind::Sip) => P::Sip,
-        Ok(Kind::Agent) => P::Agent,
-        Ok(Kind::Connector) => P::Connector,
-        Ok(Kind::Bridge) => P::Bridge,
-        Err(_) => {
-            log::debug!("unknown participant kind {kind}, reported as standard");
-            P::Standard
-        }
-    }
-}
-
-fn owned_participant(
-    server: &FfiServer,
-    p: &Participant,
-    room: Option<Room>,
-) -> proto::OwnedParticipant {
-    let id = server.insert_handle(FfiParticipant { room });
-    proto::OwnedParticipant {
-        handle: proto::FfiOwnedHandle { id },
-        info: participant_info(p),
-    }
-}
-
-fn room_info(info: &RoomInfo) -> proto::RoomInfo {
-    proto::RoomInfo {
-        sid: (!info.sid.is_empty()).then(|| info.sid.clone()),
-        name: info.name.clone(),
-        metadata: info.metadata.clone(),
-        num_participants: info.num_participants,
-        ..Default::default()
-    }
-}
-
-fn failure_reason(r: FailureReason) -> proto::FailureReason {
-    proto::FailureReason::try_from(r as i32).unwrap_or(proto::FailureReason::FailureOther)
-}
-
-/// The closest official `DisconnectReason` for one of ours.
-fn disconnect_reason(r: FailureReason) -> proto::DisconnectReason {
-    use proto::DisconnectReason as D;
-    match r {
-        FailureReason::None => D::ClientInitiated,
-        FailureReason::DuplicateIdentity => D::DuplicateIdentity,
-        FailureReason::ServerShutdown => D::ServerShutdown,
-        FailureReason::ParticipantRemoved => D::ParticipantRemoved,
-        FailureReason::RoomDeleted => D::RoomDeleted,
-        FailureReason::StateMismatch => D::StateMismatch,
-        FailureReason::JoinIncomplete => D::JoinFailure,
-        FailureReason::Migration => D::Migration,
-        FailureReason::SignalClose | FailureReason::PingTimeout => D::SignalClose,
-        FailureReason::RoomClosed => D::RoomClosed,
-        FailureReason::SipUserUnavailable => D::UserUnavailable,
-        FailureReason::SipUserRejected => D::UserRejected,
-        FailureReason::SipTrunkFailure => D::SipTrunkFailure,
-        FailureReason::ConnectionTimeout => D::ConnectionTimeout,
-        FailureReason::MediaFailure => D::MediaFailure,
-        _ => D::UnknownReason,
-    }
-}
-
-fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
-    let mut opts = RoomOptions::default();
-    // Only host candidates are gathered so far: refuse what would silently not hold.
-    if let Some(rtc) = &o.rtc_config {
-        match rtc
-            .ice_transport_type
-            .map(proto::IceTransportType::try_from)
-        {
-            None | Some(Ok(proto::IceTransportType::TransportAll)) => {}
-            Some(_) => {
-                return Err(FfiError::Invalid(
-                    "relay-only and no-host ICE transport types are not supported yet".into(),
-                ))
-            }
-        }
-        if !rtc.ice_servers.is_empty() {
-            log::warn!("custom ICE servers are not used yet: only host candidates are gathered");
-        }
-    }
-    if let Some(a) = o.auto_subscribe {
-        opts.join.auto_subscribe = a;
-    }
-    if let Some(a) = o.adaptive_stream {
-        opts.join.adaptive_stream = a;
-    }
-    if let Some(ms) = o.connect_timeout_ms.filter(|ms| *ms > 0) {
-        opts.join.connect_timeout = std::time::Duration::from_millis(ms);
-    }
-    if let Some(n) = o.join_retries {
-        opts.retry.max_attempts = n.max(1);
-    }
-    Ok(opts)
+    pub(super) data: Vec<u8>,
 }
 
 pub(super) fn connect(
@@ -251,138 +133,8 @@ async fn forward_events(
     while let Some(ev) = events.recv().await {
         // Lossy data may be dropped when the client is far behind; the buffer handle
         // it would have handed over is then released here.
-        let mut lossy_buffer = None;
-        let m = match ev {
-            RoomEvent::ParticipantConnected(p) => {
-                RoomEv::ParticipantConnected(proto::ParticipantConnected {
-                    info: owned_participant(server, &p, None),
-                })
-            }
-            RoomEvent::ParticipantDisconnected {
-                participant,
-                reason,
-            } => RoomEv::ParticipantDisconnected(proto::ParticipantDisconnected {
-                participant_identity: participant.identity,
-                disconnect_reason: proto::DisconnectReason::try_from(reason)
-                    .unwrap_or(proto::DisconnectReason::UnknownReason)
-                    as i32,
-            }),
-            RoomEvent::ParticipantMetadataChanged { identity, new, .. } => {
-                RoomEv::ParticipantMetadataChanged(proto::ParticipantMetadataChanged {
-                    participant_identity: identity,
-                    metadata: new,
-                })
-            }
-            RoomEvent::ParticipantNameChanged { identity, new, .. } => {
-                RoomEv::ParticipantNameChanged(proto::ParticipantNameChanged {
-                    participant_identity: identity,
-                    name: new,
-                })
-            }
-            RoomEvent::ParticipantAttributesChanged {
-                identity,
-                changed,
-                attributes,
-            } => {
-                let entries = |m: HashMap<String, String>| {
-                    let mut v: Vec<_> = m
-                        .into_iter()
-                        .map(|(key, value)| proto::AttributesEntry { key, value })
-                        .collect();
-                    v.sort_by(|a, b| a.key.cmp(&b.key));
-                    v
-                };
-                RoomEv::ParticipantAttributesChanged(proto::ParticipantAttributesChanged {
-                    participant_identity: identity,
-                    attributes: entries(attributes),
-                    changed_attributes: entries(changed),
-                })
-            }
-            RoomEvent::RoomMetadataChanged { new, .. } => {
-                RoomEv::RoomMetadataChanged(proto::RoomMetadataChanged { metadata: new })
-            }
-            RoomEvent::ActiveSpeakersChanged { identities } => {
-                RoomEv::ActiveSpeakersChanged(proto::ActiveSpeakersChanged {
-                    participant_identities: identities,
-                })
-            }
-            RoomEvent::ConnectionQualityChanged { identity, quality } => {
-                RoomEv::ConnectionQualityChanged(proto::ConnectionQualityChanged {
-                    participant_identity: identity,
-                    quality,
-                })
-            }
-            RoomEvent::DataReceived(d) => {
-                let len = d.payload.len() as u64;
-                let buffer = FfiBuffer { data: d.payload };
-                let ptr = buffer.data.as_ptr() as u64;
-                // The Vec's heap block does not move when the buffer moves into the table.
-                let id = server.insert_handle(buffer);
-                if d.kind == DataKind::Lossy {
-                    lossy_buffer = Some(id);
-                }
-                RoomEv::DataPacketReceived(proto::DataPacketReceived {
-                    kind: match d.kind {
-                        DataKind::Reliable => proto::DataPacketKind::KindReliable,
-                        DataKind::Lossy => proto::DataPacketKind::KindLossy,
-                    } as i32,
-                    participant_identity: d.participant_identity,
-                    value: Some(proto::data_packet_received::Value::User(
-                        proto::UserPacket {
-                            data: proto::OwnedBuffer {
-                                handle: proto::FfiOwnedHandle { id },
-                                data: proto::BufferInfo {
-                                    data_ptr: ptr,
-                                    data_len: len,
-                                },
-                            },
-                            topic: d.topic,
-                        },
-                    )),
-                })
-            }
-            RoomEvent::DataPacket(p) => match p.value {
-                Some(crate::proto::data_packet::Value::SipDtmf(dtmf)) => {
-                    RoomEv::DataPacketReceived(proto::DataPacketReceived {
-                        kind: proto::DataPacketKind::KindReliable as i32,
-                        participant_identity: p.participant_identity,
-                        value: Some(proto::data_packet_received::Value::SipDtmf(
-                            proto::SipDtmf {
-                                code: dtmf.code,
-                                digit: Some(dtmf.digit),
-                            },
-                        )),
-                    })
-                }
-                _ => continue,
-            },
-            RoomEvent::ConnectionStateChanged(s) => {
-                let state = match s {
-                    ConnectionState::Connected => proto::ConnectionState::ConnConnected,
-                    ConnectionState::Reconnecting => proto::ConnectionState::ConnReconnecting,
-                    ConnectionState::Disconnected | ConnectionState::Failed => {
-                        proto::ConnectionState::ConnDisconnected
-                    }
-                    ConnectionState::Connecting => continue,
-                };
-                RoomEv::ConnectionStateChanged(proto::ConnectionStateChanged {
-                    state: state as i32,
-                })
-            }
-            RoomEvent::Reconnecting => RoomEv::Reconnecting(proto::Reconnecting {}),
-            RoomEvent::Reconnected => RoomEv::Reconnected(proto::Reconnected {}),
-            RoomEvent::ParticipantsUpdated(participants) => {
-                RoomEv::ParticipantsUpdated(proto::ParticipantsUpdated {
-                    participants: participants.iter().map(participant_info).collect(),
-                })
-            }
-            RoomEvent::TokenRefreshed(token) => {
-                RoomEv::TokenRefreshed(proto::TokenRefreshed { token })
-            }
-            RoomEvent::Disconnected { reason } => RoomEv::Disconnected(proto::Disconnected {
-                reason: disconnect_reason(reason) as i32,
-                failure_reason: Some(failure_reason(reason) as i32),
-            }),
+        let Some((m, lossy_buffer)) = convert::room_event(server, ev) else {
+            continue;
         };
         match lossy_buffer {
             Some(id) => {
@@ -420,10 +172,15 @@ pub(super) fn disconnect(
 ) -> FfiResult<proto::DisconnectResponse> {
     let room = server.with_handle::<FfiRoom, _>(r.room_handle, |h| h.room.clone())?;
     let async_id = server.async_id(r.request_async_id);
+    // The two protocols number their disconnect reasons alike.
+    let reason = r
+        .reason
+        .and_then(|n| crate::proto::DisconnectReason::try_from(n).ok())
+        .unwrap_or(crate::proto::DisconnectReason::ClientInitiated);
     server.spawn_async(
         async_id,
         async move {
-            room.disconnect().await;
+            room.disconnect_with(reason).await;
             if server.finish(async_id) {
                 server.send_event(Ev::Disconnect(proto::DisconnectCallback { async_id }));
             }

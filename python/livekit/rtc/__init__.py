@@ -8,9 +8,13 @@ the one room or waiter each belongs to, on that room's asyncio loop. `Room`,
 release their native handles deterministically (`async with Room() as room`).
 """
 
-from ._proto.participant_pb2 import DisconnectReason, ParticipantKind, ParticipantState
+from ._proto.participant_pb2 import (
+    DisconnectReason,
+    ParticipantKind,
+    ParticipantKindDetail,
+    ParticipantState,
+)
 from ._proto.room_pb2 import (
-    ConnectionQuality,
     ConnectionState,
     ContinualGatheringPolicy,
     DataPacketKind,
@@ -21,6 +25,7 @@ from ._proto.room_pb2 import (
 from ._proto.track_pb2 import TrackKind, TrackSource
 from .event_emitter import EventEmitter
 from .participant import (
+    ConnectionQuality,
     LocalParticipant,
     Participant,
     ParticipantUpdateError,
@@ -40,6 +45,7 @@ from .version import __version__
 __all__ = [
     "ConnectError",
     "ConnectionQuality",
+    "ParticipantKindDetail",
     "ConnectionState",
     "ContinualGatheringPolicy",
     "DataPacket",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import enum
 from typing import Deque, Dict, List, Mapping, Optional, Tuple, Union
 
 from ._ffi_client import FfiClient, FfiRequestError, address_of
 from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
+from ._proto import room_pb2 as proto_room
 
 
 class PublishDataError(Exception):
@@ -83,6 +85,24 @@ class _SendWindow:
             fut.set_result(None)
 
 
+class ConnectionQuality(enum.IntEnum):
+    """A participant's connection quality as the server rates it."""
+
+    QUALITY_UNKNOWN = -1
+    """Nothing reported yet."""
+    QUALITY_POOR = proto_room.QUALITY_POOR
+    QUALITY_GOOD = proto_room.QUALITY_GOOD
+    QUALITY_EXCELLENT = proto_room.QUALITY_EXCELLENT
+    QUALITY_LOST = proto_room.QUALITY_LOST
+
+
+def _connection_quality(value: int) -> ConnectionQuality:
+    try:
+        return ConnectionQuality(value)
+    except ValueError:
+        return ConnectionQuality.QUALITY_UNKNOWN
+
+
 class Participant:
     """What every participant has: identity, names, metadata, attributes."""
 
@@ -90,6 +110,7 @@ class Participant:
         self._info = proto_participant.ParticipantInfo()
         self._info.CopyFrom(owned.info)
         self._handle: Optional[int] = owned.handle.id
+        self._connection_quality = ConnectionQuality.QUALITY_UNKNOWN
 
     @property
     def sid(self) -> str:
@@ -117,8 +138,22 @@ class Participant:
         return self._info.kind
 
     @property
+    def kind_details(self) -> List[proto_participant.ParticipantKindDetail.ValueType]:
+        return list(self._info.kind_details)
+
+    @property
     def state(self) -> proto_participant.ParticipantState.ValueType:
         return self._info.state
+
+    @property
+    def permissions(self) -> proto_participant.ParticipantPermission:
+        """What the participant may do (as the server granted it)."""
+        return self._info.permission
+
+    @property
+    def connection_quality(self) -> ConnectionQuality:
+        """`QUALITY_UNKNOWN` until the server's first report for this participant."""
+        return self._connection_quality
 
     @property
     def joined_at(self) -> Optional[datetime.datetime]:

@@ -12,6 +12,7 @@ miss nothing.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Literal, Mapping, Optional
 
@@ -27,11 +28,12 @@ from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
 from .event_emitter import EventEmitter
 from .log import logger
-from .participant import LocalParticipant, Participant, RemoteParticipant
+from .participant import LocalParticipant, Participant, RemoteParticipant, _connection_quality
 
 EventTypes = Literal[
     "participant_connected",
     "participant_disconnected",
+    "participant_active",
     "local_track_published",
     "local_track_unpublished",
     "local_track_subscribed",
@@ -48,6 +50,7 @@ EventTypes = Literal[
     "participant_name_changed",
     "participant_attributes_changed",
     "connection_quality_changed",
+    "participant_permissions_changed",
     "transcription_received",
     "data_received",
     "sip_dtmf_received",
@@ -162,6 +165,36 @@ class Room(EventEmitter[EventTypes]):
         return self._info.metadata
 
     @property
+    def num_participants(self) -> int:
+        """Participants in the room, as the server last counted them."""
+        return self._info.num_participants
+
+    @property
+    def num_publishers(self) -> int:
+        """Participants publishing tracks, as the server last counted them."""
+        return self._info.num_publishers
+
+    @property
+    def creation_time(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(
+            self._info.creation_time / 1000, datetime.timezone.utc
+        )
+
+    @property
+    def is_recording(self) -> bool:
+        return self._info.active_recording
+
+    @property
+    def departure_timeout(self) -> float:
+        """Seconds the room stays open after the last participant left."""
+        return float(self._info.departure_timeout)
+
+    @property
+    def empty_timeout(self) -> float:
+        """Seconds the room stays open while nobody ever joined."""
+        return float(self._info.empty_timeout)
+
+    @property
     def local_participant(self) -> LocalParticipant:
         if self._local is None:
             raise Exception("cannot access local participant before connecting")
@@ -237,8 +270,13 @@ class Room(EventEmitter[EventTypes]):
         except FfiRequestError as e:  # the room is already gone; its eos will say so
             logger.debug("ready_for_room_event refused: %s", e)
 
-    async def disconnect(self) -> None:
-        """Leaves the room and releases it; does nothing when not connected."""
+    async def disconnect(
+        self,
+        *,
+        reason: proto_participant.DisconnectReason.ValueType = proto_participant.CLIENT_INITIATED,
+    ) -> None:
+        """Leaves the room and releases it; does nothing when not connected. The
+        others see `reason` as this participant's disconnect reason."""
         handle = self._handle
         if handle is None:
             return
@@ -249,7 +287,7 @@ class Room(EventEmitter[EventTypes]):
         closing = self._closing = asyncio.get_running_loop().create_future()
         req = proto_ffi.FfiRequest()
         req.disconnect.room_handle = handle
-        req.disconnect.reason = proto_participant.CLIENT_INITIATED
+        req.disconnect.reason = reason
         try:
             await FfiClient.instance().call(req)
             await asyncio.wait_for(asyncio.shield(closing), _STREAM_END_TIMEOUT)
@@ -398,8 +436,21 @@ class Room(EventEmitter[EventTypes]):
         elif which == "connection_quality_changed":
             ev_cq = event.connection_quality_changed
             p = self._participant(ev_cq.participant_identity)
+            quality = _connection_quality(ev_cq.quality)
             if p is not None:
-                self.emit("connection_quality_changed", p, ev_cq.quality)
+                p._connection_quality = quality
+                self.emit("connection_quality_changed", p, quality)
+        elif which == "participant_permission_changed":
+            ev_pp = event.participant_permission_changed
+            p = self._participant(ev_pp.participant_identity)
+            if p is not None:
+                p._info.permission.CopyFrom(ev_pp.permission)
+                self.emit("participant_permissions_changed", p, p.permissions)
+        elif which == "participant_active":
+            rp = self._remote.get(event.participant_active.participant_identity)
+            if rp is not None:
+                rp._info.state = proto_participant.PARTICIPANT_STATE_ACTIVE
+                self.emit("participant_active", rp)
         elif which == "data_packet_received":
             self._on_data_packet(event.data_packet_received)
         elif which == "room_metadata_changed":

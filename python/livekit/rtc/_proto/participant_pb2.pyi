@@ -11,6 +11,7 @@ import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 from . import handle_pb2
 import sys
+from . import track_pb2
 import typing
 
 if sys.version_info >= (3, 10):
@@ -109,6 +110,67 @@ MEDIA_FAILURE: DisconnectReason.ValueType  # 15
 AGENT_ERROR: DisconnectReason.ValueType  # 16
 global___DisconnectReason = DisconnectReason
 
+class _ParticipantKindDetail:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _ParticipantKindDetailEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_ParticipantKindDetail.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    PARTICIPANT_KIND_DETAIL_CLOUD_AGENT: _ParticipantKindDetail.ValueType  # 0
+    PARTICIPANT_KIND_DETAIL_FORWARDED: _ParticipantKindDetail.ValueType  # 1
+    PARTICIPANT_KIND_DETAIL_CONNECTOR_WHATSAPP: _ParticipantKindDetail.ValueType  # 2
+    PARTICIPANT_KIND_DETAIL_CONNECTOR_TWILIO: _ParticipantKindDetail.ValueType  # 3
+    PARTICIPANT_KIND_DETAIL_BRIDGE_RTSP: _ParticipantKindDetail.ValueType  # 4
+    PARTICIPANT_KIND_DETAIL_SIMULATION: _ParticipantKindDetail.ValueType  # 5
+
+class ParticipantKindDetail(_ParticipantKindDetail, metaclass=_ParticipantKindDetailEnumTypeWrapper): ...
+
+PARTICIPANT_KIND_DETAIL_CLOUD_AGENT: ParticipantKindDetail.ValueType  # 0
+PARTICIPANT_KIND_DETAIL_FORWARDED: ParticipantKindDetail.ValueType  # 1
+PARTICIPANT_KIND_DETAIL_CONNECTOR_WHATSAPP: ParticipantKindDetail.ValueType  # 2
+PARTICIPANT_KIND_DETAIL_CONNECTOR_TWILIO: ParticipantKindDetail.ValueType  # 3
+PARTICIPANT_KIND_DETAIL_BRIDGE_RTSP: ParticipantKindDetail.ValueType  # 4
+PARTICIPANT_KIND_DETAIL_SIMULATION: ParticipantKindDetail.ValueType  # 5
+global___ParticipantKindDetail = ParticipantKindDetail
+
+@typing.final
+class ParticipantPermission(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CAN_SUBSCRIBE_FIELD_NUMBER: builtins.int
+    CAN_PUBLISH_FIELD_NUMBER: builtins.int
+    CAN_PUBLISH_DATA_FIELD_NUMBER: builtins.int
+    CAN_PUBLISH_SOURCES_FIELD_NUMBER: builtins.int
+    HIDDEN_FIELD_NUMBER: builtins.int
+    CAN_UPDATE_METADATA_FIELD_NUMBER: builtins.int
+    CAN_SUBSCRIBE_METRICS_FIELD_NUMBER: builtins.int
+    CAN_MANAGE_AGENT_SESSION_FIELD_NUMBER: builtins.int
+    can_subscribe: builtins.bool
+    can_publish: builtins.bool
+    can_publish_data: builtins.bool
+    hidden: builtins.bool
+    can_update_metadata: builtins.bool
+    can_subscribe_metrics: builtins.bool
+    can_manage_agent_session: builtins.bool
+    @property
+    def can_publish_sources(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[track_pb2.TrackSource.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        can_subscribe: builtins.bool | None = ...,
+        can_publish: builtins.bool | None = ...,
+        can_publish_data: builtins.bool | None = ...,
+        can_publish_sources: collections.abc.Iterable[track_pb2.TrackSource.ValueType] | None = ...,
+        hidden: builtins.bool | None = ...,
+        can_update_metadata: builtins.bool | None = ...,
+        can_subscribe_metrics: builtins.bool | None = ...,
+        can_manage_agent_session: builtins.bool | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["can_manage_agent_session", b"can_manage_agent_session", "can_publish", b"can_publish", "can_publish_data", b"can_publish_data", "can_subscribe", b"can_subscribe", "can_subscribe_metrics", b"can_subscribe_metrics", "can_update_metadata", b"can_update_metadata", "hidden", b"hidden"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["can_manage_agent_session", b"can_manage_agent_session", "can_publish", b"can_publish", "can_publish_data", b"can_publish_data", "can_publish_sources", b"can_publish_sources", "can_subscribe", b"can_subscribe", "can_subscribe_metrics", b"can_subscribe_metrics", "can_update_metadata", b"can_update_metadata", "hidden", b"hidden"]) -> None: ...
+
+global___ParticipantPermission = ParticipantPermission
+
 @typing.final
 class ParticipantInfo(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -139,6 +201,8 @@ class ParticipantInfo(google.protobuf.message.Message):
     KIND_FIELD_NUMBER: builtins.int
     DISCONNECT_REASON_FIELD_NUMBER: builtins.int
     JOINED_AT_FIELD_NUMBER: builtins.int
+    KIND_DETAILS_FIELD_NUMBER: builtins.int
+    PERMISSION_FIELD_NUMBER: builtins.int
     CLIENT_PROTOCOL_FIELD_NUMBER: builtins.int
     sid: builtins.str
     name: builtins.str
@@ -151,6 +215,10 @@ class ParticipantInfo(google.protobuf.message.Message):
     client_protocol: builtins.int
     @property
     def attributes(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
+    @property
+    def kind_details(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[global___ParticipantKindDetail.ValueType]: ...
+    @property
+    def permission(self) -> global___ParticipantPermission: ...
     def __init__(
         self,
         *,
@@ -163,10 +231,12 @@ class ParticipantInfo(google.protobuf.message.Message):
         kind: global___ParticipantKind.ValueType | None = ...,
         disconnect_reason: global___DisconnectReason.ValueType | None = ...,
         joined_at: builtins.int | None = ...,
+        kind_details: collections.abc.Iterable[global___ParticipantKindDetail.ValueType] | None = ...,
+        permission: global___ParticipantPermission | None = ...,
         client_protocol: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["client_protocol", b"client_protocol", "disconnect_reason", b"disconnect_reason", "identity", b"identity", "joined_at", b"joined_at", "kind", b"kind", "metadata", b"metadata", "name", b"name", "sid", b"sid", "state", b"state"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["attributes", b"attributes", "client_protocol", b"client_protocol", "disconnect_reason", b"disconnect_reason", "identity", b"identity", "joined_at", b"joined_at", "kind", b"kind", "metadata", b"metadata", "name", b"name", "sid", b"sid", "state", b"state"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["client_protocol", b"client_protocol", "disconnect_reason", b"disconnect_reason", "identity", b"identity", "joined_at", b"joined_at", "kind", b"kind", "metadata", b"metadata", "name", b"name", "permission", b"permission", "sid", b"sid", "state", b"state"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["attributes", b"attributes", "client_protocol", b"client_protocol", "disconnect_reason", b"disconnect_reason", "identity", b"identity", "joined_at", b"joined_at", "kind", b"kind", "kind_details", b"kind_details", "metadata", b"metadata", "name", b"name", "permission", b"permission", "sid", b"sid", "state", b"state"]) -> None: ...
 
 global___ParticipantInfo = ParticipantInfo
 

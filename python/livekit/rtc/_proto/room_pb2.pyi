@@ -906,6 +906,42 @@ class ParticipantConnected(google.protobuf.message.Message):
 global___ParticipantConnected = ParticipantConnected
 
 @typing.final
+class ParticipantActive(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity"]) -> None: ...
+
+global___ParticipantActive = ParticipantActive
+
+@typing.final
+class ParticipantPermissionChanged(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    PERMISSION_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    @property
+    def permission(self) -> participant_pb2.ParticipantPermission: ...
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        permission: participant_pb2.ParticipantPermission | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "permission", b"permission"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "permission", b"permission"]) -> None: ...
+
+global___ParticipantPermissionChanged = ParticipantPermissionChanged
+
+@typing.final
 class ParticipantsUpdated(google.protobuf.message.Message):
     """Full descriptions that replace what a client knows of these participants."""
 
@@ -1177,6 +1213,8 @@ class RoomEvent(google.protobuf.message.Message):
     ROOM_UPDATED_FIELD_NUMBER: builtins.int
     PARTICIPANTS_UPDATED_FIELD_NUMBER: builtins.int
     TOKEN_REFRESHED_FIELD_NUMBER: builtins.int
+    PARTICIPANT_PERMISSION_CHANGED_FIELD_NUMBER: builtins.int
+    PARTICIPANT_ACTIVE_FIELD_NUMBER: builtins.int
     room_handle: builtins.int
     @property
     def participant_connected(self) -> global___ParticipantConnected: ...
@@ -1214,6 +1252,10 @@ class RoomEvent(google.protobuf.message.Message):
     def participants_updated(self) -> global___ParticipantsUpdated: ...
     @property
     def token_refreshed(self) -> global___TokenRefreshed: ...
+    @property
+    def participant_permission_changed(self) -> global___ParticipantPermissionChanged: ...
+    @property
+    def participant_active(self) -> global___ParticipantActive: ...
     def __init__(
         self,
         *,
@@ -1236,9 +1278,11 @@ class RoomEvent(google.protobuf.message.Message):
         room_updated: global___RoomInfo | None = ...,
         participants_updated: global___ParticipantsUpdated | None = ...,
         token_refreshed: global___TokenRefreshed | None = ...,
+        participant_permission_changed: global___ParticipantPermissionChanged | None = ...,
+        participant_active: global___ParticipantActive | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "room_updated", "participants_updated", "token_refreshed"] | None: ...
+    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "room_updated", "participants_updated", "token_refreshed", "participant_permission_changed", "participant_active"] | None: ...
 
 global___RoomEvent = RoomEvent

@@ -1,0 +1,358 @@
+//! Conversions between the core's types and the FFI protocol's messages, apart
+//! from the request handlers that use them.
+
+use std::collections::HashMap;
+
+use super::proto;
+use super::room::{FfiBuffer, FfiParticipant};
+use super::{FfiError, FfiResult, FfiServer};
+use crate::data::DataKind;
+use crate::engine::{Room, RoomOptions};
+use crate::room::{Participant, RoomEvent, RoomInfo};
+use crate::state::{ConnectionState, FailureReason};
+
+use proto::room_event::Message as RoomEv;
+
+pub(super) fn participant_info(p: &Participant) -> proto::ParticipantInfo {
+    let kind = participant_kind(p.kind);
+    proto::ParticipantInfo {
+        sid: p.sid.clone(),
+        name: p.name.clone(),
+        identity: p.identity.clone(),
+        state: participant_state(p.state) as i32,
+        metadata: p.metadata.clone(),
+        attributes: p.attributes.clone(),
+        kind: kind as i32,
+        disconnect_reason: proto::DisconnectReason::UnknownReason as i32,
+        joined_at: p.joined_at_ms,
+        kind_details: p
+            .kind_details
+            .iter()
+            .filter_map(|k| kind_detail(*k))
+            .map(|k| k as i32)
+            .collect(),
+        permission: p.permission.as_ref().map(permission),
+        client_protocol: 0,
+    }
+}
+
+fn participant_state(state: i32) -> proto::ParticipantState {
+    use crate::proto::participant_info::State;
+    use proto::ParticipantState as P;
+    match State::try_from(state) {
+        Ok(State::Joining) => P::Joining,
+        Ok(State::Joined) => P::Joined,
+        Ok(State::Active) => P::Active,
+        Ok(State::Disconnected) => P::Disconnected,
+        Err(_) => {
+            log::debug!("unknown participant state {state}, reported as active");
+            P::Active
+        }
+    }
+}
+
+fn kind_detail(detail: i32) -> Option<proto::ParticipantKindDetail> {
+    use crate::proto::participant_info::KindDetail as K;
+    use proto::ParticipantKindDetail as P;
+    Some(match K::try_from(detail) {
+        Ok(K::CloudAgent) => P::CloudAgent,
+        Ok(K::Forwarded) => P::Forwarded,
+        Ok(K::ConnectorWhatsapp) => P::ConnectorWhatsapp,
+        Ok(K::ConnectorTwilio) => P::ConnectorTwilio,
+        Ok(K::BridgeRtsp) => P::BridgeRtsp,
+        Ok(K::Simulation) => P::Simulation,
+        Err(_) => {
+            log::debug!("skipping unknown participant kind detail {detail}");
+            return None;
+        }
+    })
+}
+
+fn permission(p: &crate::proto::ParticipantPermission) -> proto::ParticipantPermission {
+    proto::ParticipantPermission {
+        can_subscribe: p.can_subscribe,
+        can_publish: p.can_publish,
+        can_publish_data: p.can_publish_data,
+        can_publish_sources: p
+            .can_publish_sources
+            .iter()
+            .filter_map(|s| track_source(*s))
+            .map(|s| s as i32)
+            .collect(),
+        hidden: p.hidden,
+        can_update_metadata: p.can_update_metadata,
+        can_subscribe_metrics: p.can_subscribe_metrics,
+        can_manage_agent_session: p.can_manage_agent_session,
+    }
+}
+
+fn track_source(source: i32) -> Option<proto::TrackSource> {
+    use crate::proto::TrackSource as S;
+    use proto::TrackSource as P;
+    Some(match S::try_from(source) {
+        Ok(S::Unknown) => P::SourceUnknown,
+        Ok(S::Camera) => P::SourceCamera,
+        Ok(S::Microphone) => P::SourceMicrophone,
+        Ok(S::ScreenShare) => P::SourceScreenshare,
+        Ok(S::ScreenShareAudio) => P::SourceScreenshareAudio,
+        Err(_) => return None,
+    })
+}
+
+/// The FFI's participant kind for the server's (the two enums number them apart).
+fn participant_kind(kind: i32) -> proto::ParticipantKind {
+    use crate::proto::participant_info::Kind;
+    use proto::ParticipantKind as P;
+    match Kind::try_from(kind) {
+        Ok(Kind::Standard) => P::Standard,
+        Ok(Kind::Ingress) => P::Ingress,
+        Ok(Kind::Egress) => P::Egress,
+        Ok(Kind::Sip) => P::Sip,
+        Ok(Kind::Agent) => P::Agent,
+        Ok(Kind::Connector) => P::Connector,
+        Ok(Kind::Bridge) => P::Bridge,
+        Err(_) => {
+            log::debug!("unknown participant kind {kind}, reported as standard");
+            P::Standard
+        }
+    }
+}
+
+pub(super) fn owned_participant(
+    server: &FfiServer,
+    p: &Participant,
+    room: Option<Room>,
+) -> proto::OwnedParticipant {
+    let id = server.insert_handle(FfiParticipant { room });
+    proto::OwnedParticipant {
+        handle: proto::FfiOwnedHandle { id },
+        info: participant_info(p),
+    }
+}
+
+pub(super) fn room_info(info: &RoomInfo) -> proto::RoomInfo {
+    proto::RoomInfo {
+        sid: (!info.sid.is_empty()).then(|| info.sid.clone()),
+        name: info.name.clone(),
+        metadata: info.metadata.clone(),
+        num_participants: info.num_participants,
+        num_publishers: info.num_publishers,
+        max_participants: info.max_participants,
+        empty_timeout: info.empty_timeout,
+        departure_timeout: info.departure_timeout,
+        creation_time: info.creation_time_ms,
+        active_recording: info.active_recording,
+        ..Default::default()
+    }
+}
+
+pub(super) fn failure_reason(r: FailureReason) -> proto::FailureReason {
+    proto::FailureReason::try_from(r as i32).unwrap_or(proto::FailureReason::FailureOther)
+}
+
+/// The closest official `DisconnectReason` for one of ours.
+fn disconnect_reason(r: FailureReason) -> proto::DisconnectReason {
+    use proto::DisconnectReason as D;
+    match r {
+        FailureReason::None => D::ClientInitiated,
+        FailureReason::DuplicateIdentity => D::DuplicateIdentity,
+        FailureReason::ServerShutdown => D::ServerShutdown,
+        FailureReason::ParticipantRemoved => D::ParticipantRemoved,
+        FailureReason::RoomDeleted => D::RoomDeleted,
+        FailureReason::StateMismatch => D::StateMismatch,
+        FailureReason::JoinIncomplete => D::JoinFailure,
+        FailureReason::Migration => D::Migration,
+        FailureReason::SignalClose | FailureReason::PingTimeout => D::SignalClose,
+        FailureReason::RoomClosed => D::RoomClosed,
+        FailureReason::SipUserUnavailable => D::UserUnavailable,
+        FailureReason::SipUserRejected => D::UserRejected,
+        FailureReason::SipTrunkFailure => D::SipTrunkFailure,
+        FailureReason::ConnectionTimeout => D::ConnectionTimeout,
+        FailureReason::MediaFailure => D::MediaFailure,
+        _ => D::UnknownReason,
+    }
+}
+
+pub(super) fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
+    let mut opts = RoomOptions::default();
+    // Only host candidates are gathered so far: refuse what would silently not hold.
+    if let Some(rtc) = &o.rtc_config {
+        match rtc
+            .ice_transport_type
+            .map(proto::IceTransportType::try_from)
+        {
+            None | Some(Ok(proto::IceTransportType::TransportAll)) => {}
+            Some(_) => {
+                return Err(FfiError::Invalid(
+                    "relay-only and no-host ICE transport types are not supported yet".into(),
+                ))
+            }
+        }
+        if !rtc.ice_servers.is_empty() {
+            log::warn!("custom ICE servers are not used yet: only host candidates are gathered");
+        }
+    }
+    if let Some(a) = o.auto_subscribe {
+        opts.join.auto_subscribe = a;
+    }
+    if let Some(a) = o.adaptive_stream {
+        opts.join.adaptive_stream = a;
+    }
+    if let Some(ms) = o.connect_timeout_ms.filter(|ms| *ms > 0) {
+        opts.join.connect_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = o.join_retries {
+        opts.retry.max_attempts = n.max(1);
+    }
+    Ok(opts)
+}
+
+/// The FFI event of one engine event, with the buffer handle it hands over when it
+/// is lossy data (which may be dropped); `None` for events the FFI does not carry.
+pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, Option<u64>)> {
+    let mut lossy_buffer = None;
+    let m = match ev {
+        RoomEvent::ParticipantConnected(p) => {
+            RoomEv::ParticipantConnected(proto::ParticipantConnected {
+                info: owned_participant(server, &p, None),
+            })
+        }
+        RoomEvent::ParticipantDisconnected {
+            participant,
+            reason,
+        } => RoomEv::ParticipantDisconnected(proto::ParticipantDisconnected {
+            participant_identity: participant.identity,
+            disconnect_reason: proto::DisconnectReason::try_from(reason)
+                .unwrap_or(proto::DisconnectReason::UnknownReason)
+                as i32,
+        }),
+        RoomEvent::ParticipantMetadataChanged { identity, new, .. } => {
+            RoomEv::ParticipantMetadataChanged(proto::ParticipantMetadataChanged {
+                participant_identity: identity,
+                metadata: new,
+            })
+        }
+        RoomEvent::ParticipantNameChanged { identity, new, .. } => {
+            RoomEv::ParticipantNameChanged(proto::ParticipantNameChanged {
+                participant_identity: identity,
+                name: new,
+            })
+        }
+        RoomEvent::ParticipantAttributesChanged {
+            identity,
+            changed,
+            attributes,
+        } => {
+            let entries = |m: HashMap<String, String>| {
+                let mut v: Vec<_> = m
+                    .into_iter()
+                    .map(|(key, value)| proto::AttributesEntry { key, value })
+                    .collect();
+                v.sort_by(|a, b| a.key.cmp(&b.key));
+                v
+            };
+            RoomEv::ParticipantAttributesChanged(proto::ParticipantAttributesChanged {
+                participant_identity: identity,
+                attributes: entries(attributes),
+                changed_attributes: entries(changed),
+            })
+        }
+        RoomEvent::RoomMetadataChanged { new, .. } => {
+            RoomEv::RoomMetadataChanged(proto::RoomMetadataChanged { metadata: new })
+        }
+        RoomEvent::ActiveSpeakersChanged { identities } => {
+            RoomEv::ActiveSpeakersChanged(proto::ActiveSpeakersChanged {
+                participant_identities: identities,
+            })
+        }
+        RoomEvent::ConnectionQualityChanged { identity, quality } => {
+            RoomEv::ConnectionQualityChanged(proto::ConnectionQualityChanged {
+                participant_identity: identity,
+                quality,
+            })
+        }
+        RoomEvent::DataReceived(d) => {
+            let len = d.payload.len() as u64;
+            let buffer = FfiBuffer { data: d.payload };
+            let ptr = buffer.data.as_ptr() as u64;
+            // The Vec's heap block does not move when the buffer moves into the table.
+            let id = server.insert_handle(buffer);
+            if d.kind == DataKind::Lossy {
+                lossy_buffer = Some(id);
+            }
+            RoomEv::DataPacketReceived(proto::DataPacketReceived {
+                kind: match d.kind {
+                    DataKind::Reliable => proto::DataPacketKind::KindReliable,
+                    DataKind::Lossy => proto::DataPacketKind::KindLossy,
+                } as i32,
+                participant_identity: d.participant_identity,
+                value: Some(proto::data_packet_received::Value::User(
+                    proto::UserPacket {
+                        data: proto::OwnedBuffer {
+                            handle: proto::FfiOwnedHandle { id },
+                            data: proto::BufferInfo {
+                                data_ptr: ptr,
+                                data_len: len,
+                            },
+                        },
+                        topic: d.topic,
+                    },
+                )),
+            })
+        }
+        RoomEvent::DataPacket(p) => match p.value {
+            Some(crate::proto::data_packet::Value::SipDtmf(dtmf)) => {
+                RoomEv::DataPacketReceived(proto::DataPacketReceived {
+                    kind: proto::DataPacketKind::KindReliable as i32,
+                    participant_identity: p.participant_identity,
+                    value: Some(proto::data_packet_received::Value::SipDtmf(
+                        proto::SipDtmf {
+                            code: dtmf.code,
+                            digit: Some(dtmf.digit),
+                        },
+                    )),
+                })
+            }
+            _ => return None,
+        },
+        RoomEvent::ConnectionStateChanged(s) => {
+            let state = match s {
+                ConnectionState::Connected => proto::ConnectionState::ConnConnected,
+                ConnectionState::Reconnecting => proto::ConnectionState::ConnReconnecting,
+                ConnectionState::Disconnected | ConnectionState::Failed => {
+                    proto::ConnectionState::ConnDisconnected
+                }
+                ConnectionState::Connecting => return None,
+            };
+            RoomEv::ConnectionStateChanged(proto::ConnectionStateChanged {
+                state: state as i32,
+            })
+        }
+        RoomEvent::Reconnecting => RoomEv::Reconnecting(proto::Reconnecting {}),
+        RoomEvent::Reconnected => RoomEv::Reconnected(proto::Reconnected {}),
+        RoomEvent::ParticipantsUpdated(participants) => {
+            RoomEv::ParticipantsUpdated(proto::ParticipantsUpdated {
+                participants: participants.iter().map(participant_info).collect(),
+            })
+        }
+        RoomEvent::ParticipantPermissionChanged {
+            identity,
+            permission: p,
+        } => RoomEv::ParticipantPermissionChanged(proto::ParticipantPermissionChanged {
+            participant_identity: identity,
+            permission: p.as_ref().map(permission),
+        }),
+        RoomEvent::ParticipantActive { identity } => {
+            RoomEv::ParticipantActive(proto::ParticipantActive {
+                participant_identity: identity,
+            })
+        }
+        RoomEvent::RoomUpdated(info) => RoomEv::RoomUpdated(room_info(&info)),
+        RoomEvent::TokenRefreshed(token) => RoomEv::TokenRefreshed(proto::TokenRefreshed { token }),
+        RoomEvent::Disconnected { reason } => RoomEv::Disconnected(proto::Disconnected {
+            reason: disconnect_reason(reason) as i32,
+            failure_reason: Some(failure_reason(reason) as i32),
+        }),
+    };
+    Some((m, lossy_buffer))
+}
