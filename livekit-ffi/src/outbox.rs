@@ -33,6 +33,13 @@ struct Pending {
     done: Option<Done>,
 }
 
+/// A data packet to send: its sender, its recipients (none: everyone) and its value.
+pub struct Packet<'a> {
+    pub identity: &'a str,
+    pub destinations: Vec<String>,
+    pub value: proto::data_packet::Value,
+}
+
 /// Queues, sequence numbers and resend buffer, without locks or I/O.
 pub struct OutboxState {
     next_sequence: u32,
@@ -87,26 +94,45 @@ impl OutboxState {
                 max,
             });
         }
+        #[allow(deprecated)] // older receivers read the identities inside UserPacket
+        let value = proto::data_packet::Value::User(proto::UserPacket {
+            participant_identity: identity.to_owned(),
+            payload: data.payload,
+            destination_identities: data.destination_identities.clone(),
+            topic: data.topic,
+            ..Default::default()
+        });
+        let packet = Packet {
+            identity,
+            destinations: data.destination_identities,
+            value,
+        };
+        self.push_packet(packet, kind, max, done)
+    }
+
+    /// Encodes any data packet (DTMF, transcription, RPC, stream...) and queues it.
+    pub fn push_packet(
+        &mut self,
+        packet: Packet<'_>,
+        kind: DataKind,
+        max_message_size: usize,
+        done: Option<Done>,
+    ) -> Result<(), DataError> {
+        let max = max_message_size.min(MAX_MESSAGE_SIZE);
         let sequence = match kind {
             DataKind::Reliable => self.next_sequence,
             DataKind::Lossy => 0,
         };
-        #[allow(deprecated)] // older receivers read the identities inside UserPacket
-        let packet = proto::DataPacket {
+        #[allow(deprecated)]
+        let encoded = proto::DataPacket {
             kind: kind.proto() as i32,
-            participant_identity: identity.to_owned(),
-            destination_identities: data.destination_identities.clone(),
+            participant_identity: packet.identity.to_owned(),
+            destination_identities: packet.destinations,
             sequence,
-            value: Some(proto::data_packet::Value::User(proto::UserPacket {
-                participant_identity: identity.to_owned(),
-                payload: data.payload,
-                destination_identities: data.destination_identities,
-                topic: data.topic,
-                ..Default::default()
-            })),
+            value: Some(packet.value),
             ..Default::default()
         };
-        let bytes = packet.encode_to_vec();
+        let bytes = encoded.encode_to_vec();
         if bytes.len() > max {
             return Err(DataError::TooLarge {
                 size: bytes.len(),
@@ -250,6 +276,19 @@ impl Outbox {
         self.state
             .lock()
             .push(identity, data, kind, max, Some(done))?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues any data packet without waiting; `done` runs once SCTP took it.
+    pub fn send_packet(&self, packet: Packet<'_>, kind: DataKind, done: Done) -> Result<(), Error> {
+        if *self.closed.lock() {
+            return Err(Error::Closed);
+        }
+        let max = self.max_message_size.load(Ordering::Relaxed);
+        self.state
+            .lock()
+            .push_packet(packet, kind, max, Some(done))?;
         self.wake.notify_one();
         Ok(())
     }

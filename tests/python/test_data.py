@@ -173,3 +173,28 @@ async def test_data_right_after_a_join_arrives_at_once_with_its_sender(
     assert participant.metadata == "meta"
     assert alice.remote_participants["bob"] is participant
     assert [kind for kind, _, _ in seen] == ["connected", "data"]
+
+
+async def test_dtmf_round_trip_and_transcription_publish(join: Join) -> None:
+    alice, bob = await pair(join)
+    at_bob = Recorder(bob, "sip_dtmf_received")
+    await alice.local_participant.publish_dtmf(code=5, digit="5")
+    (dtmf,) = await at_bob.wait("sip_dtmf_received")
+    assert (dtmf.code, dtmf.digit) == (5, "5")
+    assert dtmf.participant is bob.remote_participants["alice"]
+
+    # The server relays a transcription only for a track that exists (the official SDK
+    # behaves the same); without media yet, publishing is what can be checked here.
+    segment = rtc.TranscriptionSegment(
+        id="s1", text="héllo wörld", start_time=10, end_time=250, language="fr", final=True
+    )
+    await alice.local_participant.publish_transcription(
+        rtc.Transcription(participant_identity="alice", track_sid="TR_x", segments=[segment])
+    )
+    await alice.disconnect()
+    with pytest.raises(rtc.PublishDTMFError):
+        await alice.local_participant.publish_dtmf(code=1, digit="1")
+    with pytest.raises(rtc.PublishTranscriptionError):
+        await alice.local_participant.publish_transcription(
+            rtc.Transcription(participant_identity="alice", track_sid="TR_x", segments=[])
+        )

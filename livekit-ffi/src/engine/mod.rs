@@ -183,6 +183,25 @@ impl Room {
         self.shared.outbox.send(&identity, data, kind, done)
     }
 
+    /// Queues a data packet of another kind than user data (SIP DTMF, transcription)
+    /// now, in call order, on the reliable channel; `done` runs once it was taken.
+    pub fn send_packet(
+        &self,
+        value: proto::data_packet::Value,
+        destinations: Vec<String>,
+        done: Done,
+    ) -> Result<()> {
+        let identity = self.shared.state.lock().local.identity.clone();
+        let packet = crate::outbox::Packet {
+            identity: &identity,
+            destinations,
+            value,
+        };
+        self.shared
+            .outbox
+            .send_packet(packet, DataKind::Reliable, done)
+    }
+
     /// Asks the server to change our metadata, name or attributes (needs the
     /// `canUpdateOwnMetadata` grant). Resolves when the server has applied it (the
     /// change also arrives as room events) and fails with its reason when refused.

@@ -313,6 +313,24 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
                     )),
                 })
             }
+            Some(crate::proto::data_packet::Value::Transcription(t)) => {
+                RoomEv::TranscriptionReceived(proto::TranscriptionReceived {
+                    participant_identity: Some(t.transcribed_participant_identity),
+                    track_sid: Some(t.track_id),
+                    segments: t
+                        .segments
+                        .into_iter()
+                        .map(|s| proto::TranscriptionSegment {
+                            id: s.id,
+                            text: s.text,
+                            start_time: s.start_time,
+                            end_time: s.end_time,
+                            r#final: s.r#final,
+                            language: s.language,
+                        })
+                        .collect(),
+                })
+            }
             _ => return None,
         },
         RoomEvent::ConnectionStateChanged(s) => {
@@ -355,4 +373,63 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
         }),
     };
     Some((m, lossy_buffer))
+}
+
+/// The data packet value of a transcription to publish.
+pub(super) fn transcription(r: &proto::PublishTranscriptionRequest) -> crate::proto::Transcription {
+    crate::proto::Transcription {
+        transcribed_participant_identity: r.participant_identity.clone(),
+        track_id: r.track_id.clone(),
+        segments: r
+            .segments
+            .iter()
+            .map(|s| crate::proto::TranscriptionSegment {
+                id: s.id.clone(),
+                text: s.text.clone(),
+                start_time: s.start_time,
+                end_time: s.end_time,
+                r#final: s.r#final,
+                language: s.language.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transcription_goes_out_and_comes_back_with_its_segments() {
+        let request = proto::PublishTranscriptionRequest {
+            local_participant_handle: 1,
+            participant_identity: "alice".into(),
+            track_id: "TR_1".into(),
+            segments: vec![proto::TranscriptionSegment {
+                id: "s".into(),
+                text: "héllo".into(),
+                start_time: 1,
+                end_time: 2,
+                r#final: true,
+                language: "fr".into(),
+            }],
+            request_async_id: None,
+        };
+        let packet = crate::proto::DataPacket {
+            participant_identity: "alice".into(),
+            value: Some(crate::proto::data_packet::Value::Transcription(
+                transcription(&request),
+            )),
+            ..Default::default()
+        };
+        let server = FfiServer::global();
+        let Some((RoomEv::TranscriptionReceived(t), None)) =
+            room_event(server, RoomEvent::DataPacket(Box::new(packet)))
+        else {
+            panic!("not a transcription event");
+        };
+        assert_eq!(t.participant_identity.as_deref(), Some("alice"));
+        assert_eq!(t.track_sid.as_deref(), Some("TR_1"));
+        assert_eq!(t.segments, request.segments);
+    }
 }

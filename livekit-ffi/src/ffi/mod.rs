@@ -260,6 +260,10 @@ impl FfiServer {
                 room::set_local_metadata(self, r).map(Res::SetLocalMetadata)
             }
             Req::SetLocalName(r) => room::set_local_name(self, r).map(Res::SetLocalName),
+            Req::PublishSipDtmf(r) => room::publish_sip_dtmf(self, r).map(Res::PublishSipDtmf),
+            Req::PublishTranscription(r) => {
+                room::publish_transcription(self, r).map(Res::PublishTranscription)
+            }
             Req::ReadyForRoomEvent(r) => {
                 room::ready_for_room_event(self, r).map(Res::ReadyForRoomEvent)
             }

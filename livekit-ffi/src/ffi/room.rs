@@ -344,3 +344,66 @@ pub(super) fn set_local_attributes(
     )?;
     Ok(proto::SetLocalAttributesResponse { async_id })
 }
+
+/// Queues a non-user data packet (DTMF, transcription) in call order, then a
+/// callback once the data channel took it.
+fn send_packet(
+    server: &'static FfiServer,
+    handle: u64,
+    requested: Option<u64>,
+    value: crate::proto::data_packet::Value,
+    destinations: Vec<String>,
+    callback: fn(u64, Option<String>) -> Ev,
+) -> FfiResult<u64> {
+    let room = local_room(server, handle)?;
+    let async_id = server.async_id(requested);
+    server.register(async_id);
+    let done = Box::new(move |result: crate::Result<()>| {
+        if server.finish(async_id) {
+            server.send_event(callback(async_id, result.err().map(|e| e.to_string())));
+        }
+    });
+    if let Err(e) = room.send_packet(value, destinations, done) {
+        if server.finish(async_id) {
+            server.send_event(callback(async_id, Some(e.to_string())));
+        }
+    }
+    Ok(async_id)
+}
+
+pub(super) fn publish_sip_dtmf(
+    server: &'static FfiServer,
+    r: proto::PublishSipDtmfRequest,
+) -> FfiResult<proto::PublishSipDtmfResponse> {
+    let value = crate::proto::data_packet::Value::SipDtmf(crate::proto::SipDtmf {
+        code: r.code,
+        digit: r.digit,
+    });
+    let async_id = send_packet(
+        server,
+        r.local_participant_handle,
+        r.request_async_id,
+        value,
+        r.destination_identities,
+        |async_id, error| Ev::PublishSipDtmf(proto::PublishSipDtmfCallback { async_id, error }),
+    )?;
+    Ok(proto::PublishSipDtmfResponse { async_id })
+}
+
+pub(super) fn publish_transcription(
+    server: &'static FfiServer,
+    r: proto::PublishTranscriptionRequest,
+) -> FfiResult<proto::PublishTranscriptionResponse> {
+    let value = crate::proto::data_packet::Value::Transcription(convert::transcription(&r));
+    let async_id = send_packet(
+        server,
+        r.local_participant_handle,
+        r.request_async_id,
+        value,
+        vec![],
+        |async_id, error| {
+            Ev::PublishTranscription(proto::PublishTranscriptionCallback { async_id, error })
+        },
+    )?;
+    Ok(proto::PublishTranscriptionResponse { async_id })
+}

@@ -30,8 +30,11 @@ from .participant import (
     Participant,
     ParticipantUpdateError,
     PublishDataError,
+    PublishDTMFError,
+    PublishTranscriptionError,
     RemoteParticipant,
 )
+from .transcription import Transcription, TranscriptionSegment
 from .room import (
     ConnectError,
     DataPacket,
@@ -61,6 +64,10 @@ __all__ = [
     "ParticipantState",
     "ParticipantUpdateError",
     "PublishDataError",
+    "PublishDTMFError",
+    "PublishTranscriptionError",
+    "Transcription",
+    "TranscriptionSegment",
     "RemoteParticipant",
     "Room",
     "RoomOptions",

@@ -18,10 +18,27 @@ from ._ffi_client import FfiClient, FfiRequestError, address_of
 from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
+from .transcription import Transcription
 
 
 class PublishDataError(Exception):
     """`LocalParticipant.publish_data` failed (too large, not connected, ...)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PublishDTMFError(Exception):
+    """`LocalParticipant.publish_dtmf` failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PublishTranscriptionError(Exception):
+    """`LocalParticipant.publish_transcription` failed."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -243,6 +260,41 @@ class LocalParticipant(Participant):
         if event.publish_data.HasField("error"):
             raise PublishDataError(event.publish_data.error)
 
+    async def publish_dtmf(self, *, code: int, digit: str) -> None:
+        """Sends a SIP DTMF tone to the room (reliable, in call order with data)."""
+        req = proto_ffi.FfiRequest()
+        req.publish_sip_dtmf.local_participant_handle = self._require_handle(PublishDTMFError)
+        req.publish_sip_dtmf.code = code
+        req.publish_sip_dtmf.digit = digit
+        try:
+            event = await FfiClient.instance().call(req)
+        except FfiRequestError as e:
+            raise PublishDTMFError(str(e)) from None
+        if event.publish_sip_dtmf.HasField("error"):
+            raise PublishDTMFError(event.publish_sip_dtmf.error)
+
+    async def publish_transcription(self, transcription: Transcription) -> None:
+        """Sends transcription segments for a participant's track to the room."""
+        req = proto_ffi.FfiRequest()
+        pt = req.publish_transcription
+        pt.local_participant_handle = self._require_handle(PublishTranscriptionError)
+        pt.participant_identity = transcription.participant_identity
+        pt.track_id = transcription.track_sid
+        for s in transcription.segments:
+            seg = pt.segments.add()
+            seg.id = s.id
+            seg.text = s.text
+            seg.start_time = s.start_time
+            seg.end_time = s.end_time
+            seg.final = s.final
+            seg.language = s.language
+        try:
+            event = await FfiClient.instance().call(req)
+        except FfiRequestError as e:
+            raise PublishTranscriptionError(str(e)) from None
+        if event.publish_transcription.HasField("error"):
+            raise PublishTranscriptionError(event.publish_transcription.error)
+
     async def set_metadata(self, metadata: str) -> None:
         """Replaces this participant's metadata (needs canUpdateOwnMetadata)."""
         req = proto_ffi.FfiRequest()
@@ -284,7 +336,8 @@ class LocalParticipant(Participant):
             raise ParticipantUpdateError(str(e)) from None
 
     def _require_handle(
-        self, error: "type[PublishDataError] | type[ParticipantUpdateError]"
+        self,
+        error: "type[PublishDataError] | type[ParticipantUpdateError] | type[PublishDTMFError] | type[PublishTranscriptionError]",
     ) -> int:
         if self._handle is None:
             raise error("the room is not connected")

@@ -29,6 +29,7 @@ from ._proto import room_pb2 as proto_room
 from .event_emitter import EventEmitter
 from .log import logger
 from .participant import LocalParticipant, Participant, RemoteParticipant, _connection_quality
+from .transcription import TranscriptionSegment
 
 EventTypes = Literal[
     "participant_connected",
@@ -440,6 +441,26 @@ class Room(EventEmitter[EventTypes]):
             if p is not None:
                 p._connection_quality = quality
                 self.emit("connection_quality_changed", p, quality)
+        elif which == "transcription_received":
+            ev_tr = event.transcription_received
+            segments = [
+                TranscriptionSegment(
+                    id=s.id,
+                    text=s.text,
+                    start_time=s.start_time,
+                    end_time=s.end_time,
+                    language=s.language,
+                    final=s.final,
+                )
+                for s in ev_tr.segments
+            ]
+            # No media yet, so no track publication to name.
+            self.emit(
+                "transcription_received",
+                segments,
+                self._participant(ev_tr.participant_identity),
+                None,
+            )
         elif which == "participant_permission_changed":
             ev_pp = event.participant_permission_changed
             p = self._participant(ev_pp.participant_identity)

@@ -15,35 +15,35 @@ _sym_db = _symbol_database.Default()
 from . import room_pb2 as room__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\tffi.proto\x12\rlivekit.proto\x1a\nroom.proto\"\xb6\x04\n\nFfiRequest\x12\x30\n\x07\x64ispose\x18\x02 \x01(\x0b\x32\x1d.livekit.proto.DisposeRequestH\x00\x12\x30\n\x07\x63onnect\x18\x03 \x01(\x0b\x32\x1d.livekit.proto.ConnectRequestH\x00\x12\x36\n\ndisconnect\x18\x04 \x01(\x0b\x32 .livekit.proto.DisconnectRequestH\x00\x12\x39\n\x0cpublish_data\x18\x07 \x01(\x0b\x32!.livekit.proto.PublishDataRequestH\x00\x12\x44\n\x12set_local_metadata\x18\t \x01(\x0b\x32&.livekit.proto.SetLocalMetadataRequestH\x00\x12<\n\x0eset_local_name\x18\n \x01(\x0b\x32\".livekit.proto.SetLocalNameRequestH\x00\x12H\n\x14set_local_attributes\x18\x0b \x01(\x0b\x32(.livekit.proto.SetLocalAttributesRequestH\x00\x12G\n\x14ready_for_room_event\x18S \x01(\x0b\x32\'.livekit.proto.ReadyForRoomEventRequestH\x00\x12/\n\x06\x63\x61ncel\x18\xe8\x07 \x01(\x0b\x32\x1c.livekit.proto.CancelRequestH\x00\x42\t\n\x07message\"\xc0\x04\n\x0b\x46\x66iResponse\x12\x31\n\x07\x64ispose\x18\x02 \x01(\x0b\x32\x1e.livekit.proto.DisposeResponseH\x00\x12\x31\n\x07\x63onnect\x18\x03 \x01(\x0b\x32\x1e.livekit.proto.ConnectResponseH\x00\x12\x37\n\ndisconnect\x18\x04 \x01(\x0b\x32!.livekit.proto.DisconnectResponseH\x00\x12:\n\x0cpublish_data\x18\x07 \x01(\x0b\x32\".livekit.proto.PublishDataResponseH\x00\x12\x45\n\x12set_local_metadata\x18\t \x01(\x0b\x32\'.livekit.proto.SetLocalMetadataResponseH\x00\x12=\n\x0eset_local_name\x18\n \x01(\x0b\x32#.livekit.proto.SetLocalNameResponseH\x00\x12I\n\x14set_local_attributes\x18\x0b \x01(\x0b\x32).livekit.proto.SetLocalAttributesResponseH\x00\x12H\n\x14ready_for_room_event\x18R \x01(\x0b\x32(.livekit.proto.ReadyForRoomEventResponseH\x00\x12\x30\n\x06\x63\x61ncel\x18\xe8\x07 \x01(\x0b\x32\x1d.livekit.proto.CancelResponseH\x00\x42\t\n\x07message\"\xc1\x04\n\x08\x46\x66iEvent\x12.\n\nroom_event\x18\x01 \x01(\x0b\x32\x18.livekit.proto.RoomEventH\x00\x12\x31\n\x07\x63onnect\x18\x05 \x01(\x0b\x32\x1e.livekit.proto.ConnectCallbackH\x00\x12\x37\n\ndisconnect\x18\x07 \x01(\x0b\x32!.livekit.proto.DisconnectCallbackH\x00\x12\x31\n\x07\x64ispose\x18\x08 \x01(\x0b\x32\x1e.livekit.proto.DisposeCallbackH\x00\x12:\n\x0cpublish_data\x18\x0b \x01(\x0b\x32\".livekit.proto.PublishDataCallbackH\x00\x12\x45\n\x12set_local_metadata\x18\x0e \x01(\x0b\x32\'.livekit.proto.SetLocalMetadataCallbackH\x00\x12=\n\x0eset_local_name\x18\x0f \x01(\x0b\x32#.livekit.proto.SetLocalNameCallbackH\x00\x12I\n\x14set_local_attributes\x18\x10 \x01(\x0b\x32).livekit.proto.SetLocalAttributesCallbackH\x00\x12\'\n\x04logs\x18\x12 \x01(\x0b\x32\x17.livekit.proto.LogBatchH\x00\x12%\n\x05panic\x18\x14 \x01(\x0b\x32\x14.livekit.proto.PanicH\x00\x42\t\n\x07message\"\x1f\n\x0e\x44isposeRequest\x12\r\n\x05\x61sync\x18\x01 \x02(\x08\"#\n\x0f\x44isposeResponse\x12\x10\n\x08\x61sync_id\x18\x01 \x01(\x04\"#\n\x0f\x44isposeCallback\x12\x10\n\x08\x61sync_id\x18\x01 \x02(\x04\"!\n\rCancelRequest\x12\x10\n\x08\x61sync_id\x18\x01 \x02(\x04\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x02(\x08\"\x85\x01\n\tLogRecord\x12&\n\x05level\x18\x01 \x02(\x0e\x32\x17.livekit.proto.LogLevel\x12\x0e\n\x06target\x18\x02 \x02(\t\x12\x13\n\x0bmodule_path\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x02(\t\"5\n\x08LogBatch\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.livekit.proto.LogRecord\"\x18\n\x05Panic\x12\x0f\n\x07message\x18\x01 \x02(\t*S\n\x08LogLevel\x12\r\n\tLOG_ERROR\x10\x00\x12\x0c\n\x08LOG_WARN\x10\x01\x12\x0c\n\x08LOG_INFO\x10\x02\x12\r\n\tLOG_DEBUG\x10\x03\x12\r\n\tLOG_TRACE\x10\x04')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\tffi.proto\x12\rlivekit.proto\x1a\nroom.proto\"\xc5\x05\n\nFfiRequest\x12\x30\n\x07\x64ispose\x18\x02 \x01(\x0b\x32\x1d.livekit.proto.DisposeRequestH\x00\x12\x30\n\x07\x63onnect\x18\x03 \x01(\x0b\x32\x1d.livekit.proto.ConnectRequestH\x00\x12\x36\n\ndisconnect\x18\x04 \x01(\x0b\x32 .livekit.proto.DisconnectRequestH\x00\x12\x39\n\x0cpublish_data\x18\x07 \x01(\x0b\x32!.livekit.proto.PublishDataRequestH\x00\x12\x44\n\x12set_local_metadata\x18\t \x01(\x0b\x32&.livekit.proto.SetLocalMetadataRequestH\x00\x12<\n\x0eset_local_name\x18\n \x01(\x0b\x32\".livekit.proto.SetLocalNameRequestH\x00\x12H\n\x14set_local_attributes\x18\x0b \x01(\x0b\x32(.livekit.proto.SetLocalAttributesRequestH\x00\x12K\n\x15publish_transcription\x18\r \x01(\x0b\x32*.livekit.proto.PublishTranscriptionRequestH\x00\x12@\n\x10publish_sip_dtmf\x18\x0e \x01(\x0b\x32$.livekit.proto.PublishSipDtmfRequestH\x00\x12G\n\x14ready_for_room_event\x18S \x01(\x0b\x32\'.livekit.proto.ReadyForRoomEventRequestH\x00\x12/\n\x06\x63\x61ncel\x18\xe8\x07 \x01(\x0b\x32\x1c.livekit.proto.CancelRequestH\x00\x42\t\n\x07message\"\xd1\x05\n\x0b\x46\x66iResponse\x12\x31\n\x07\x64ispose\x18\x02 \x01(\x0b\x32\x1e.livekit.proto.DisposeResponseH\x00\x12\x31\n\x07\x63onnect\x18\x03 \x01(\x0b\x32\x1e.livekit.proto.ConnectResponseH\x00\x12\x37\n\ndisconnect\x18\x04 \x01(\x0b\x32!.livekit.proto.DisconnectResponseH\x00\x12:\n\x0cpublish_data\x18\x07 \x01(\x0b\x32\".livekit.proto.PublishDataResponseH\x00\x12\x45\n\x12set_local_metadata\x18\t \x01(\x0b\x32\'.livekit.proto.SetLocalMetadataResponseH\x00\x12=\n\x0eset_local_name\x18\n \x01(\x0b\x32#.livekit.proto.SetLocalNameResponseH\x00\x12I\n\x14set_local_attributes\x18\x0b \x01(\x0b\x32).livekit.proto.SetLocalAttributesResponseH\x00\x12L\n\x15publish_transcription\x18\r \x01(\x0b\x32+.livekit.proto.PublishTranscriptionResponseH\x00\x12\x41\n\x10publish_sip_dtmf\x18\x0e \x01(\x0b\x32%.livekit.proto.PublishSipDtmfResponseH\x00\x12H\n\x14ready_for_room_event\x18R \x01(\x0b\x32(.livekit.proto.ReadyForRoomEventResponseH\x00\x12\x30\n\x06\x63\x61ncel\x18\xe8\x07 \x01(\x0b\x32\x1d.livekit.proto.CancelResponseH\x00\x42\t\n\x07message\"\xd2\x05\n\x08\x46\x66iEvent\x12.\n\nroom_event\x18\x01 \x01(\x0b\x32\x18.livekit.proto.RoomEventH\x00\x12\x31\n\x07\x63onnect\x18\x05 \x01(\x0b\x32\x1e.livekit.proto.ConnectCallbackH\x00\x12\x37\n\ndisconnect\x18\x07 \x01(\x0b\x32!.livekit.proto.DisconnectCallbackH\x00\x12\x31\n\x07\x64ispose\x18\x08 \x01(\x0b\x32\x1e.livekit.proto.DisposeCallbackH\x00\x12:\n\x0cpublish_data\x18\x0b \x01(\x0b\x32\".livekit.proto.PublishDataCallbackH\x00\x12L\n\x15publish_transcription\x18\x0c \x01(\x0b\x32+.livekit.proto.PublishTranscriptionCallbackH\x00\x12\x45\n\x12set_local_metadata\x18\x0e \x01(\x0b\x32\'.livekit.proto.SetLocalMetadataCallbackH\x00\x12=\n\x0eset_local_name\x18\x0f \x01(\x0b\x32#.livekit.proto.SetLocalNameCallbackH\x00\x12I\n\x14set_local_attributes\x18\x10 \x01(\x0b\x32).livekit.proto.SetLocalAttributesCallbackH\x00\x12\'\n\x04logs\x18\x12 \x01(\x0b\x32\x17.livekit.proto.LogBatchH\x00\x12%\n\x05panic\x18\x14 \x01(\x0b\x32\x14.livekit.proto.PanicH\x00\x12\x41\n\x10publish_sip_dtmf\x18\x15 \x01(\x0b\x32%.livekit.proto.PublishSipDtmfCallbackH\x00\x42\t\n\x07message\"\x1f\n\x0e\x44isposeRequest\x12\r\n\x05\x61sync\x18\x01 \x02(\x08\"#\n\x0f\x44isposeResponse\x12\x10\n\x08\x61sync_id\x18\x01 \x01(\x04\"#\n\x0f\x44isposeCallback\x12\x10\n\x08\x61sync_id\x18\x01 \x02(\x04\"!\n\rCancelRequest\x12\x10\n\x08\x61sync_id\x18\x01 \x02(\x04\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x02(\x08\"\x85\x01\n\tLogRecord\x12&\n\x05level\x18\x01 \x02(\x0e\x32\x17.livekit.proto.LogLevel\x12\x0e\n\x06target\x18\x02 \x02(\t\x12\x13\n\x0bmodule_path\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x02(\t\"5\n\x08LogBatch\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.livekit.proto.LogRecord\"\x18\n\x05Panic\x12\x0f\n\x07message\x18\x01 \x02(\t*S\n\x08LogLevel\x12\r\n\tLOG_ERROR\x10\x00\x12\x0c\n\x08LOG_WARN\x10\x01\x12\x0c\n\x08LOG_INFO\x10\x02\x12\r\n\tLOG_DEBUG\x10\x03\x12\r\n\tLOG_TRACE\x10\x04')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ffi_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_LOGLEVEL']._serialized_start=2164
-  _globals['_LOGLEVEL']._serialized_end=2247
+  _globals['_LOGLEVEL']._serialized_start=2597
+  _globals['_LOGLEVEL']._serialized_end=2680
   _globals['_FFIREQUEST']._serialized_start=41
-  _globals['_FFIREQUEST']._serialized_end=607
-  _globals['_FFIRESPONSE']._serialized_start=610
-  _globals['_FFIRESPONSE']._serialized_end=1186
-  _globals['_FFIEVENT']._serialized_start=1189
-  _globals['_FFIEVENT']._serialized_end=1766
-  _globals['_DISPOSEREQUEST']._serialized_start=1768
-  _globals['_DISPOSEREQUEST']._serialized_end=1799
-  _globals['_DISPOSERESPONSE']._serialized_start=1801
-  _globals['_DISPOSERESPONSE']._serialized_end=1836
-  _globals['_DISPOSECALLBACK']._serialized_start=1838
-  _globals['_DISPOSECALLBACK']._serialized_end=1873
-  _globals['_CANCELREQUEST']._serialized_start=1875
-  _globals['_CANCELREQUEST']._serialized_end=1908
-  _globals['_CANCELRESPONSE']._serialized_start=1910
-  _globals['_CANCELRESPONSE']._serialized_end=1945
-  _globals['_LOGRECORD']._serialized_start=1948
-  _globals['_LOGRECORD']._serialized_end=2081
-  _globals['_LOGBATCH']._serialized_start=2083
-  _globals['_LOGBATCH']._serialized_end=2136
-  _globals['_PANIC']._serialized_start=2138
-  _globals['_PANIC']._serialized_end=2162
+  _globals['_FFIREQUEST']._serialized_end=750
+  _globals['_FFIRESPONSE']._serialized_start=753
+  _globals['_FFIRESPONSE']._serialized_end=1474
+  _globals['_FFIEVENT']._serialized_start=1477
+  _globals['_FFIEVENT']._serialized_end=2199
+  _globals['_DISPOSEREQUEST']._serialized_start=2201
+  _globals['_DISPOSEREQUEST']._serialized_end=2232
+  _globals['_DISPOSERESPONSE']._serialized_start=2234
+  _globals['_DISPOSERESPONSE']._serialized_end=2269
+  _globals['_DISPOSECALLBACK']._serialized_start=2271
+  _globals['_DISPOSECALLBACK']._serialized_end=2306
+  _globals['_CANCELREQUEST']._serialized_start=2308
+  _globals['_CANCELREQUEST']._serialized_end=2341
+  _globals['_CANCELRESPONSE']._serialized_start=2343
+  _globals['_CANCELRESPONSE']._serialized_end=2378
+  _globals['_LOGRECORD']._serialized_start=2381
+  _globals['_LOGRECORD']._serialized_end=2514
+  _globals['_LOGBATCH']._serialized_start=2516
+  _globals['_LOGBATCH']._serialized_end=2569
+  _globals['_PANIC']._serialized_start=2571
+  _globals['_PANIC']._serialized_end=2595
 # @@protoc_insertion_point(module_scope)
