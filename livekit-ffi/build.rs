@@ -2,7 +2,10 @@
 //! files in pure Rust, so no protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocol");
+    // Read at run time: the build script's binary may be reused from a cached
+    // target directory by a checkout elsewhere.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")?;
+    let dir = std::path::Path::new(&manifest).join("../protocol");
     let files = [
         "handle.proto",
         "participant.proto",

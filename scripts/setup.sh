@@ -25,6 +25,10 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >&2
 fi
 command -v cargo >/dev/null || { echo "Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
+# The shared protocol core is also built for the ESP32-C3.
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx riscv32imc-unknown-none-elf; then
+  rustup target add riscv32imc-unknown-none-elf >&2
+fi
 
 "$ROOT/scripts/livekit-server.sh" >/dev/null
 "$ROOT/scripts/official-sdk.sh" >/dev/null

@@ -12,6 +12,12 @@ echo "== rust: fmt, clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== rust: livekit-core for the ESP32-C3 (riscv32imc-unknown-none-elf, no_std)"
+# rv32imc has no atomic compare-and-swap; the C3 is single-core, so portable-atomic
+# may assume that (the firmware build sets the same).
+RUSTFLAGS="--cfg portable_atomic_unsafe_assume_single_core" \
+  cargo build -p livekit-core --target riscv32imc-unknown-none-elf
+
 echo "== rust: tests (real LiveKit server on loopback)"
 cargo test --workspace -- --test-threads=4
 

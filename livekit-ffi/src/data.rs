@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use livekit_protocol as proto;
+use livekit_core::packet;
 use prost::Message;
 
 use crate::error::DataError;
@@ -31,10 +31,10 @@ impl DataKind {
         }
     }
 
-    pub(crate) fn proto(self) -> proto::data_packet::Kind {
+    pub(crate) fn proto(self) -> packet::data_packet::Kind {
         match self {
-            DataKind::Reliable => proto::data_packet::Kind::Reliable,
-            DataKind::Lossy => proto::data_packet::Kind::Lossy,
+            DataKind::Reliable => packet::data_packet::Kind::Reliable,
+            DataKind::Lossy => packet::data_packet::Kind::Lossy,
         }
     }
 }
@@ -62,7 +62,7 @@ pub struct ReceivedData {
 pub enum Incoming {
     User(ReceivedData),
     /// A packet of a kind this layer does not handle (RPC, streams, DTMF...).
-    Other(Box<proto::DataPacket>),
+    Other(Box<packet::DataPacket>),
     /// A reliable packet we already delivered.
     Duplicate,
 }
@@ -87,7 +87,7 @@ impl DataReceiver {
         now: Instant,
     ) -> Result<Incoming, DataError> {
         let packet =
-            proto::DataPacket::decode(bytes).map_err(|e| DataError::Malformed(e.to_string()))?;
+            packet::DataPacket::decode(bytes).map_err(|e| DataError::Malformed(e.to_string()))?;
         if packet.sequence > 0 {
             let key = if packet.participant_sid.is_empty() {
                 &packet.participant_identity
@@ -99,13 +99,13 @@ impl DataReceiver {
             }
         }
         #[allow(deprecated)]
-        let kind = if lossy_channel || packet.kind == proto::data_packet::Kind::Lossy as i32 {
+        let kind = if lossy_channel || packet.kind == packet::data_packet::Kind::Lossy as i32 {
             DataKind::Lossy
         } else {
             DataKind::Reliable
         };
         match packet.value {
-            Some(proto::data_packet::Value::User(user)) => {
+            Some(packet::data_packet::Value::User(user)) => {
                 let participant_identity = if packet.participant_identity.is_empty() {
                     user.participant_identity
                 } else {
@@ -206,7 +206,7 @@ mod tests {
             let b = tx
                 .encode("alice", user(b"x", None), DataKind::Reliable, 64_000)
                 .unwrap();
-            let p = proto::DataPacket::decode(b.as_slice()).unwrap();
+            let p = packet::DataPacket::decode(b.as_slice()).unwrap();
             assert_eq!(p.sequence, expected);
             assert!(matches!(
                 rx.decode(&b, false, now).unwrap(),
@@ -290,7 +290,10 @@ mod tests {
         let b = tx
             .encode("a", user(b"ok", None), DataKind::Reliable, 16_000)
             .unwrap();
-        assert_eq!(proto::DataPacket::decode(b.as_slice()).unwrap().sequence, 1);
+        assert_eq!(
+            packet::DataPacket::decode(b.as_slice()).unwrap().sequence,
+            1
+        );
     }
 
     #[test]

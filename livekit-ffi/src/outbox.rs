@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use livekit_protocol as proto;
+use livekit_core::packet;
 use parking_lot::Mutex;
 use prost::Message;
 
@@ -37,7 +37,7 @@ struct Pending {
 pub struct Packet<'a> {
     pub identity: &'a str,
     pub destinations: Vec<String>,
-    pub value: proto::data_packet::Value,
+    pub value: packet::data_packet::Value,
 }
 
 /// Queues, sequence numbers and resend buffer, without locks or I/O.
@@ -95,7 +95,7 @@ impl OutboxState {
             });
         }
         #[allow(deprecated)] // older receivers read the identities inside UserPacket
-        let value = proto::data_packet::Value::User(proto::UserPacket {
+        let value = packet::data_packet::Value::User(packet::UserPacket {
             participant_identity: identity.to_owned(),
             payload: data.payload,
             destination_identities: data.destination_identities.clone(),
@@ -124,7 +124,7 @@ impl OutboxState {
             DataKind::Lossy => 0,
         };
         #[allow(deprecated)]
-        let encoded = proto::DataPacket {
+        let encoded = packet::DataPacket {
             kind: kind.proto() as i32,
             participant_identity: packet.identity.to_owned(),
             destination_identities: packet.destinations,
@@ -404,7 +404,10 @@ mod tests {
         o.push("me", user(b"x"), DataKind::Reliable, 1000, None)
             .unwrap();
         let b = o.front(DataKind::Reliable).unwrap().to_vec();
-        assert_eq!(proto::DataPacket::decode(b.as_slice()).unwrap().sequence, 1);
+        assert_eq!(
+            packet::DataPacket::decode(b.as_slice()).unwrap().sequence,
+            1
+        );
     }
 
     #[test]
@@ -422,7 +425,7 @@ mod tests {
         assert_eq!(o.requeue_unacknowledged(), 1);
         let mut seqs = vec![];
         while let Some(b) = o.front(DataKind::Reliable) {
-            seqs.push(proto::DataPacket::decode(b).unwrap().sequence);
+            seqs.push(packet::DataPacket::decode(b).unwrap().sequence);
             o.written(DataKind::Reliable);
         }
         assert_eq!(seqs, vec![3, 4, 5]);

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use livekit_core::packet;
 use livekit_protocol as proto;
 
 use crate::data::ReceivedData;
@@ -127,7 +128,7 @@ pub enum RoomEvent {
     RoomUpdated(RoomInfo),
     DataReceived(ReceivedData),
     /// A data packet of another kind (RPC, streams, DTMF, transcription...).
-    DataPacket(Box<proto::DataPacket>),
+    DataPacket(Box<packet::DataPacket>),
     ConnectionStateChanged(ConnectionState),
     Reconnecting,
     Reconnected,
@@ -280,6 +281,13 @@ impl RoomState {
                 continue;
             }
             let disconnected = info.state == proto::participant_info::State::Disconnected as i32;
+            log::debug!(
+                "participant update: {} {} state {} version {}",
+                info.identity,
+                info.sid,
+                info.state,
+                info.version
+            );
             match self.remotes.get(&info.identity) {
                 Some(old) if old.sid == info.sid && info.version < old.version => {}
                 Some(old) if disconnected => {

@@ -442,6 +442,11 @@ impl Engine {
     }
 
     fn leave(&mut self) {
+        log::debug!(
+            "leaving ({:?}, signal open: {})",
+            self.phase,
+            self.signal_open
+        );
         if let Phase::Establishing { rejoin: None, .. } = self.phase {
             self.act(Action::JoinResult(Err(Error::Closed)));
         }

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use livekit_core::packet;
 use livekit_protocol as proto;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -187,7 +188,7 @@ impl Room {
     /// now, in call order, on the reliable channel; `done` runs once it was taken.
     pub fn send_packet(
         &self,
-        value: proto::data_packet::Value,
+        value: packet::data_packet::Value,
         destinations: Vec<String>,
         done: Done,
     ) -> Result<()> {

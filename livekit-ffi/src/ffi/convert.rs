@@ -301,7 +301,7 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
             })
         }
         RoomEvent::DataPacket(p) => match p.value {
-            Some(crate::proto::data_packet::Value::SipDtmf(dtmf)) => {
+            Some(livekit_core::packet::data_packet::Value::SipDtmf(dtmf)) => {
                 RoomEv::DataPacketReceived(proto::DataPacketReceived {
                     kind: proto::DataPacketKind::KindReliable as i32,
                     participant_identity: p.participant_identity,
@@ -313,7 +313,7 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
                     )),
                 })
             }
-            Some(crate::proto::data_packet::Value::Transcription(t)) => {
+            Some(livekit_core::packet::data_packet::Value::Transcription(t)) => {
                 RoomEv::TranscriptionReceived(proto::TranscriptionReceived {
                     participant_identity: Some(t.transcribed_participant_identity),
                     track_sid: Some(t.track_id),
@@ -376,14 +376,16 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
 }
 
 /// The data packet value of a transcription to publish.
-pub(super) fn transcription(r: &proto::PublishTranscriptionRequest) -> crate::proto::Transcription {
-    crate::proto::Transcription {
+pub(super) fn transcription(
+    r: &proto::PublishTranscriptionRequest,
+) -> livekit_core::packet::Transcription {
+    livekit_core::packet::Transcription {
         transcribed_participant_identity: r.participant_identity.clone(),
         track_id: r.track_id.clone(),
         segments: r
             .segments
             .iter()
-            .map(|s| crate::proto::TranscriptionSegment {
+            .map(|s| livekit_core::packet::TranscriptionSegment {
                 id: s.id.clone(),
                 text: s.text.clone(),
                 start_time: s.start_time,
@@ -415,9 +417,9 @@ mod tests {
             }],
             request_async_id: None,
         };
-        let packet = crate::proto::DataPacket {
+        let packet = livekit_core::packet::DataPacket {
             participant_identity: "alice".into(),
-            value: Some(crate::proto::data_packet::Value::Transcription(
+            value: Some(livekit_core::packet::data_packet::Value::Transcription(
                 transcription(&request),
             )),
             ..Default::default()

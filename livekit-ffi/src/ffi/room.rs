@@ -351,7 +351,7 @@ fn send_packet(
     server: &'static FfiServer,
     handle: u64,
     requested: Option<u64>,
-    value: crate::proto::data_packet::Value,
+    value: livekit_core::packet::data_packet::Value,
     destinations: Vec<String>,
     callback: fn(u64, Option<String>) -> Ev,
 ) -> FfiResult<u64> {
@@ -375,7 +375,7 @@ pub(super) fn publish_sip_dtmf(
     server: &'static FfiServer,
     r: proto::PublishSipDtmfRequest,
 ) -> FfiResult<proto::PublishSipDtmfResponse> {
-    let value = crate::proto::data_packet::Value::SipDtmf(crate::proto::SipDtmf {
+    let value = livekit_core::packet::data_packet::Value::SipDtmf(livekit_core::packet::SipDtmf {
         code: r.code,
         digit: r.digit,
     });
@@ -394,7 +394,7 @@ pub(super) fn publish_transcription(
     server: &'static FfiServer,
     r: proto::PublishTranscriptionRequest,
 ) -> FfiResult<proto::PublishTranscriptionResponse> {
-    let value = crate::proto::data_packet::Value::Transcription(convert::transcription(&r));
+    let value = livekit_core::packet::data_packet::Value::Transcription(convert::transcription(&r));
     let async_id = send_packet(
         server,
         r.local_participant_handle,
