@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "participant.proto",
         "track.proto",
         "room.proto",
+        "rpc.proto",
+        "data_stream.proto",
         "ffi.proto",
     ];
     for f in &files {

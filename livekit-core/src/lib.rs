@@ -17,3 +17,6 @@ extern crate alloc;
 pub mod packet {
     include!(concat!(env!("OUT_DIR"), "/livekit.rs"));
 }
+
+pub mod rpc;
+pub mod stream;

@@ -270,6 +270,7 @@ impl FfiServer {
             Req::SetLocalAttributes(r) => {
                 room::set_local_attributes(self, r).map(Res::SetLocalAttributes)
             }
+            _ => Err(FfiError::Unimplemented("not yet")),
         }
     }
 

@@ -8,11 +8,13 @@ livekit-ffi 0.13.2 for every variant here; a request of another kind is refused.
 
 import builtins
 import collections.abc
+from . import data_stream_pb2
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 from . import room_pb2
+from . import rpc_pb2
 import sys
 import typing
 
@@ -57,6 +59,24 @@ class FfiRequest(google.protobuf.message.Message):
     SET_LOCAL_ATTRIBUTES_FIELD_NUMBER: builtins.int
     PUBLISH_TRANSCRIPTION_FIELD_NUMBER: builtins.int
     PUBLISH_SIP_DTMF_FIELD_NUMBER: builtins.int
+    PERFORM_RPC_FIELD_NUMBER: builtins.int
+    REGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
+    UNREGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
+    RPC_METHOD_INVOCATION_RESPONSE_FIELD_NUMBER: builtins.int
+    BYTE_READ_INCREMENTAL_FIELD_NUMBER: builtins.int
+    BYTE_READ_ALL_FIELD_NUMBER: builtins.int
+    BYTE_WRITE_TO_FILE_FIELD_NUMBER: builtins.int
+    TEXT_READ_INCREMENTAL_FIELD_NUMBER: builtins.int
+    TEXT_READ_ALL_FIELD_NUMBER: builtins.int
+    SEND_FILE_FIELD_NUMBER: builtins.int
+    SEND_TEXT_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_OPEN_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_WRITE_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_CLOSE_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_OPEN_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_WRITE_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_CLOSE_FIELD_NUMBER: builtins.int
+    SEND_BYTES_FIELD_NUMBER: builtins.int
     READY_FOR_ROOM_EVENT_FIELD_NUMBER: builtins.int
     CANCEL_FIELD_NUMBER: builtins.int
     @property
@@ -78,6 +98,42 @@ class FfiRequest(google.protobuf.message.Message):
     @property
     def publish_sip_dtmf(self) -> room_pb2.PublishSipDtmfRequest: ...
     @property
+    def perform_rpc(self) -> rpc_pb2.PerformRpcRequest: ...
+    @property
+    def register_rpc_method(self) -> rpc_pb2.RegisterRpcMethodRequest: ...
+    @property
+    def unregister_rpc_method(self) -> rpc_pb2.UnregisterRpcMethodRequest: ...
+    @property
+    def rpc_method_invocation_response(self) -> rpc_pb2.RpcMethodInvocationResponseRequest: ...
+    @property
+    def byte_read_incremental(self) -> data_stream_pb2.ByteStreamReaderReadIncrementalRequest: ...
+    @property
+    def byte_read_all(self) -> data_stream_pb2.ByteStreamReaderReadAllRequest: ...
+    @property
+    def byte_write_to_file(self) -> data_stream_pb2.ByteStreamReaderWriteToFileRequest: ...
+    @property
+    def text_read_incremental(self) -> data_stream_pb2.TextStreamReaderReadIncrementalRequest: ...
+    @property
+    def text_read_all(self) -> data_stream_pb2.TextStreamReaderReadAllRequest: ...
+    @property
+    def send_file(self) -> data_stream_pb2.StreamSendFileRequest: ...
+    @property
+    def send_text(self) -> data_stream_pb2.StreamSendTextRequest: ...
+    @property
+    def byte_stream_open(self) -> data_stream_pb2.ByteStreamOpenRequest: ...
+    @property
+    def byte_stream_write(self) -> data_stream_pb2.ByteStreamWriterWriteRequest: ...
+    @property
+    def byte_stream_close(self) -> data_stream_pb2.ByteStreamWriterCloseRequest: ...
+    @property
+    def text_stream_open(self) -> data_stream_pb2.TextStreamOpenRequest: ...
+    @property
+    def text_stream_write(self) -> data_stream_pb2.TextStreamWriterWriteRequest: ...
+    @property
+    def text_stream_close(self) -> data_stream_pb2.TextStreamWriterCloseRequest: ...
+    @property
+    def send_bytes(self) -> data_stream_pb2.StreamSendBytesRequest: ...
+    @property
     def ready_for_room_event(self) -> room_pb2.ReadyForRoomEventRequest: ...
     @property
     def cancel(self) -> global___CancelRequest: ...
@@ -93,12 +149,30 @@ class FfiRequest(google.protobuf.message.Message):
         set_local_attributes: room_pb2.SetLocalAttributesRequest | None = ...,
         publish_transcription: room_pb2.PublishTranscriptionRequest | None = ...,
         publish_sip_dtmf: room_pb2.PublishSipDtmfRequest | None = ...,
+        perform_rpc: rpc_pb2.PerformRpcRequest | None = ...,
+        register_rpc_method: rpc_pb2.RegisterRpcMethodRequest | None = ...,
+        unregister_rpc_method: rpc_pb2.UnregisterRpcMethodRequest | None = ...,
+        rpc_method_invocation_response: rpc_pb2.RpcMethodInvocationResponseRequest | None = ...,
+        byte_read_incremental: data_stream_pb2.ByteStreamReaderReadIncrementalRequest | None = ...,
+        byte_read_all: data_stream_pb2.ByteStreamReaderReadAllRequest | None = ...,
+        byte_write_to_file: data_stream_pb2.ByteStreamReaderWriteToFileRequest | None = ...,
+        text_read_incremental: data_stream_pb2.TextStreamReaderReadIncrementalRequest | None = ...,
+        text_read_all: data_stream_pb2.TextStreamReaderReadAllRequest | None = ...,
+        send_file: data_stream_pb2.StreamSendFileRequest | None = ...,
+        send_text: data_stream_pb2.StreamSendTextRequest | None = ...,
+        byte_stream_open: data_stream_pb2.ByteStreamOpenRequest | None = ...,
+        byte_stream_write: data_stream_pb2.ByteStreamWriterWriteRequest | None = ...,
+        byte_stream_close: data_stream_pb2.ByteStreamWriterCloseRequest | None = ...,
+        text_stream_open: data_stream_pb2.TextStreamOpenRequest | None = ...,
+        text_stream_write: data_stream_pb2.TextStreamWriterWriteRequest | None = ...,
+        text_stream_close: data_stream_pb2.TextStreamWriterCloseRequest | None = ...,
+        send_bytes: data_stream_pb2.StreamSendBytesRequest | None = ...,
         ready_for_room_event: room_pb2.ReadyForRoomEventRequest | None = ...,
         cancel: global___CancelRequest | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "ready_for_room_event", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
 
 global___FfiRequest = FfiRequest
 
@@ -115,6 +189,24 @@ class FfiResponse(google.protobuf.message.Message):
     SET_LOCAL_ATTRIBUTES_FIELD_NUMBER: builtins.int
     PUBLISH_TRANSCRIPTION_FIELD_NUMBER: builtins.int
     PUBLISH_SIP_DTMF_FIELD_NUMBER: builtins.int
+    PERFORM_RPC_FIELD_NUMBER: builtins.int
+    REGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
+    UNREGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
+    RPC_METHOD_INVOCATION_RESPONSE_FIELD_NUMBER: builtins.int
+    BYTE_READ_INCREMENTAL_FIELD_NUMBER: builtins.int
+    BYTE_READ_ALL_FIELD_NUMBER: builtins.int
+    BYTE_WRITE_TO_FILE_FIELD_NUMBER: builtins.int
+    TEXT_READ_INCREMENTAL_FIELD_NUMBER: builtins.int
+    TEXT_READ_ALL_FIELD_NUMBER: builtins.int
+    SEND_FILE_FIELD_NUMBER: builtins.int
+    SEND_TEXT_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_OPEN_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_WRITE_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_CLOSE_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_OPEN_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_WRITE_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_CLOSE_FIELD_NUMBER: builtins.int
+    SEND_BYTES_FIELD_NUMBER: builtins.int
     READY_FOR_ROOM_EVENT_FIELD_NUMBER: builtins.int
     CANCEL_FIELD_NUMBER: builtins.int
     @property
@@ -136,6 +228,42 @@ class FfiResponse(google.protobuf.message.Message):
     @property
     def publish_sip_dtmf(self) -> room_pb2.PublishSipDtmfResponse: ...
     @property
+    def perform_rpc(self) -> rpc_pb2.PerformRpcResponse: ...
+    @property
+    def register_rpc_method(self) -> rpc_pb2.RegisterRpcMethodResponse: ...
+    @property
+    def unregister_rpc_method(self) -> rpc_pb2.UnregisterRpcMethodResponse: ...
+    @property
+    def rpc_method_invocation_response(self) -> rpc_pb2.RpcMethodInvocationResponseResponse: ...
+    @property
+    def byte_read_incremental(self) -> data_stream_pb2.ByteStreamReaderReadIncrementalResponse: ...
+    @property
+    def byte_read_all(self) -> data_stream_pb2.ByteStreamReaderReadAllResponse: ...
+    @property
+    def byte_write_to_file(self) -> data_stream_pb2.ByteStreamReaderWriteToFileResponse: ...
+    @property
+    def text_read_incremental(self) -> data_stream_pb2.TextStreamReaderReadIncrementalResponse: ...
+    @property
+    def text_read_all(self) -> data_stream_pb2.TextStreamReaderReadAllResponse: ...
+    @property
+    def send_file(self) -> data_stream_pb2.StreamSendFileResponse: ...
+    @property
+    def send_text(self) -> data_stream_pb2.StreamSendTextResponse: ...
+    @property
+    def byte_stream_open(self) -> data_stream_pb2.ByteStreamOpenResponse: ...
+    @property
+    def byte_stream_write(self) -> data_stream_pb2.ByteStreamWriterWriteResponse: ...
+    @property
+    def byte_stream_close(self) -> data_stream_pb2.ByteStreamWriterCloseResponse: ...
+    @property
+    def text_stream_open(self) -> data_stream_pb2.TextStreamOpenResponse: ...
+    @property
+    def text_stream_write(self) -> data_stream_pb2.TextStreamWriterWriteResponse: ...
+    @property
+    def text_stream_close(self) -> data_stream_pb2.TextStreamWriterCloseResponse: ...
+    @property
+    def send_bytes(self) -> data_stream_pb2.StreamSendBytesResponse: ...
+    @property
     def ready_for_room_event(self) -> room_pb2.ReadyForRoomEventResponse: ...
     @property
     def cancel(self) -> global___CancelResponse: ...
@@ -151,12 +279,30 @@ class FfiResponse(google.protobuf.message.Message):
         set_local_attributes: room_pb2.SetLocalAttributesResponse | None = ...,
         publish_transcription: room_pb2.PublishTranscriptionResponse | None = ...,
         publish_sip_dtmf: room_pb2.PublishSipDtmfResponse | None = ...,
+        perform_rpc: rpc_pb2.PerformRpcResponse | None = ...,
+        register_rpc_method: rpc_pb2.RegisterRpcMethodResponse | None = ...,
+        unregister_rpc_method: rpc_pb2.UnregisterRpcMethodResponse | None = ...,
+        rpc_method_invocation_response: rpc_pb2.RpcMethodInvocationResponseResponse | None = ...,
+        byte_read_incremental: data_stream_pb2.ByteStreamReaderReadIncrementalResponse | None = ...,
+        byte_read_all: data_stream_pb2.ByteStreamReaderReadAllResponse | None = ...,
+        byte_write_to_file: data_stream_pb2.ByteStreamReaderWriteToFileResponse | None = ...,
+        text_read_incremental: data_stream_pb2.TextStreamReaderReadIncrementalResponse | None = ...,
+        text_read_all: data_stream_pb2.TextStreamReaderReadAllResponse | None = ...,
+        send_file: data_stream_pb2.StreamSendFileResponse | None = ...,
+        send_text: data_stream_pb2.StreamSendTextResponse | None = ...,
+        byte_stream_open: data_stream_pb2.ByteStreamOpenResponse | None = ...,
+        byte_stream_write: data_stream_pb2.ByteStreamWriterWriteResponse | None = ...,
+        byte_stream_close: data_stream_pb2.ByteStreamWriterCloseResponse | None = ...,
+        text_stream_open: data_stream_pb2.TextStreamOpenResponse | None = ...,
+        text_stream_write: data_stream_pb2.TextStreamWriterWriteResponse | None = ...,
+        text_stream_close: data_stream_pb2.TextStreamWriterCloseResponse | None = ...,
+        send_bytes: data_stream_pb2.StreamSendBytesResponse | None = ...,
         ready_for_room_event: room_pb2.ReadyForRoomEventResponse | None = ...,
         cancel: global___CancelResponse | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "ready_for_room_event", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
 
 global___FfiResponse = FfiResponse
 
@@ -176,6 +322,22 @@ class FfiEvent(google.protobuf.message.Message):
     LOGS_FIELD_NUMBER: builtins.int
     PANIC_FIELD_NUMBER: builtins.int
     PUBLISH_SIP_DTMF_FIELD_NUMBER: builtins.int
+    PERFORM_RPC_FIELD_NUMBER: builtins.int
+    RPC_METHOD_INVOCATION_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_READER_EVENT_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_READER_READ_ALL_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_READER_WRITE_TO_FILE_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_OPEN_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_WRITER_WRITE_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_WRITER_CLOSE_FIELD_NUMBER: builtins.int
+    SEND_FILE_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_READER_EVENT_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_READER_READ_ALL_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_OPEN_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_WRITER_WRITE_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_WRITER_CLOSE_FIELD_NUMBER: builtins.int
+    SEND_TEXT_FIELD_NUMBER: builtins.int
+    SEND_BYTES_FIELD_NUMBER: builtins.int
     @property
     def room_event(self) -> room_pb2.RoomEvent: ...
     @property
@@ -200,6 +362,38 @@ class FfiEvent(google.protobuf.message.Message):
     def panic(self) -> global___Panic: ...
     @property
     def publish_sip_dtmf(self) -> room_pb2.PublishSipDtmfCallback: ...
+    @property
+    def perform_rpc(self) -> rpc_pb2.PerformRpcCallback: ...
+    @property
+    def rpc_method_invocation(self) -> rpc_pb2.RpcMethodInvocationEvent: ...
+    @property
+    def byte_stream_reader_event(self) -> data_stream_pb2.ByteStreamReaderEvent: ...
+    @property
+    def byte_stream_reader_read_all(self) -> data_stream_pb2.ByteStreamReaderReadAllCallback: ...
+    @property
+    def byte_stream_reader_write_to_file(self) -> data_stream_pb2.ByteStreamReaderWriteToFileCallback: ...
+    @property
+    def byte_stream_open(self) -> data_stream_pb2.ByteStreamOpenCallback: ...
+    @property
+    def byte_stream_writer_write(self) -> data_stream_pb2.ByteStreamWriterWriteCallback: ...
+    @property
+    def byte_stream_writer_close(self) -> data_stream_pb2.ByteStreamWriterCloseCallback: ...
+    @property
+    def send_file(self) -> data_stream_pb2.StreamSendFileCallback: ...
+    @property
+    def text_stream_reader_event(self) -> data_stream_pb2.TextStreamReaderEvent: ...
+    @property
+    def text_stream_reader_read_all(self) -> data_stream_pb2.TextStreamReaderReadAllCallback: ...
+    @property
+    def text_stream_open(self) -> data_stream_pb2.TextStreamOpenCallback: ...
+    @property
+    def text_stream_writer_write(self) -> data_stream_pb2.TextStreamWriterWriteCallback: ...
+    @property
+    def text_stream_writer_close(self) -> data_stream_pb2.TextStreamWriterCloseCallback: ...
+    @property
+    def send_text(self) -> data_stream_pb2.StreamSendTextCallback: ...
+    @property
+    def send_bytes(self) -> data_stream_pb2.StreamSendBytesCallback: ...
     def __init__(
         self,
         *,
@@ -215,10 +409,26 @@ class FfiEvent(google.protobuf.message.Message):
         logs: global___LogBatch | None = ...,
         panic: global___Panic | None = ...,
         publish_sip_dtmf: room_pb2.PublishSipDtmfCallback | None = ...,
+        perform_rpc: rpc_pb2.PerformRpcCallback | None = ...,
+        rpc_method_invocation: rpc_pb2.RpcMethodInvocationEvent | None = ...,
+        byte_stream_reader_event: data_stream_pb2.ByteStreamReaderEvent | None = ...,
+        byte_stream_reader_read_all: data_stream_pb2.ByteStreamReaderReadAllCallback | None = ...,
+        byte_stream_reader_write_to_file: data_stream_pb2.ByteStreamReaderWriteToFileCallback | None = ...,
+        byte_stream_open: data_stream_pb2.ByteStreamOpenCallback | None = ...,
+        byte_stream_writer_write: data_stream_pb2.ByteStreamWriterWriteCallback | None = ...,
+        byte_stream_writer_close: data_stream_pb2.ByteStreamWriterCloseCallback | None = ...,
+        send_file: data_stream_pb2.StreamSendFileCallback | None = ...,
+        text_stream_reader_event: data_stream_pb2.TextStreamReaderEvent | None = ...,
+        text_stream_reader_read_all: data_stream_pb2.TextStreamReaderReadAllCallback | None = ...,
+        text_stream_open: data_stream_pb2.TextStreamOpenCallback | None = ...,
+        text_stream_writer_write: data_stream_pb2.TextStreamWriterWriteCallback | None = ...,
+        text_stream_writer_close: data_stream_pb2.TextStreamWriterCloseCallback | None = ...,
+        send_text: data_stream_pb2.StreamSendTextCallback | None = ...,
+        send_bytes: data_stream_pb2.StreamSendBytesCallback | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["room_event", "connect", "disconnect", "dispose", "publish_data", "publish_transcription", "set_local_metadata", "set_local_name", "set_local_attributes", "logs", "panic", "publish_sip_dtmf"] | None: ...
+    def HasField(self, field_name: typing.Literal["byte_stream_open", b"byte_stream_open", "byte_stream_reader_event", b"byte_stream_reader_event", "byte_stream_reader_read_all", b"byte_stream_reader_read_all", "byte_stream_reader_write_to_file", b"byte_stream_reader_write_to_file", "byte_stream_writer_close", b"byte_stream_writer_close", "byte_stream_writer_write", b"byte_stream_writer_write", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "rpc_method_invocation", b"rpc_method_invocation", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_stream_open", b"text_stream_open", "text_stream_reader_event", b"text_stream_reader_event", "text_stream_reader_read_all", b"text_stream_reader_read_all", "text_stream_writer_close", b"text_stream_writer_close", "text_stream_writer_write", b"text_stream_writer_write"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["byte_stream_open", b"byte_stream_open", "byte_stream_reader_event", b"byte_stream_reader_event", "byte_stream_reader_read_all", b"byte_stream_reader_read_all", "byte_stream_reader_write_to_file", b"byte_stream_reader_write_to_file", "byte_stream_writer_close", b"byte_stream_writer_close", "byte_stream_writer_write", b"byte_stream_writer_write", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "rpc_method_invocation", b"rpc_method_invocation", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_stream_open", b"text_stream_open", "text_stream_reader_event", b"text_stream_reader_event", "text_stream_reader_read_all", b"text_stream_reader_read_all", "text_stream_writer_close", b"text_stream_writer_close", "text_stream_writer_write", b"text_stream_writer_write"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["room_event", "connect", "disconnect", "dispose", "publish_data", "publish_transcription", "set_local_metadata", "set_local_name", "set_local_attributes", "logs", "panic", "publish_sip_dtmf", "perform_rpc", "rpc_method_invocation", "byte_stream_reader_event", "byte_stream_reader_read_all", "byte_stream_reader_write_to_file", "byte_stream_open", "byte_stream_writer_write", "byte_stream_writer_close", "send_file", "text_stream_reader_event", "text_stream_reader_read_all", "text_stream_open", "text_stream_writer_write", "text_stream_writer_close", "send_text", "send_bytes"] | None: ...
 
 global___FfiEvent = FfiEvent
 

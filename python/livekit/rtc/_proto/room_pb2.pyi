@@ -8,6 +8,7 @@ fields numbered 1000 and up are ours (older clients skip them).
 
 import builtins
 import collections.abc
+from . import data_stream_pb2
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
@@ -1400,6 +1401,8 @@ class RoomEvent(google.protobuf.message.Message):
     ROOM_UPDATED_FIELD_NUMBER: builtins.int
     PARTICIPANTS_UPDATED_FIELD_NUMBER: builtins.int
     TOKEN_REFRESHED_FIELD_NUMBER: builtins.int
+    BYTE_STREAM_OPENED_FIELD_NUMBER: builtins.int
+    TEXT_STREAM_OPENED_FIELD_NUMBER: builtins.int
     PARTICIPANT_PERMISSION_CHANGED_FIELD_NUMBER: builtins.int
     PARTICIPANT_ACTIVE_FIELD_NUMBER: builtins.int
     room_handle: builtins.int
@@ -1442,6 +1445,10 @@ class RoomEvent(google.protobuf.message.Message):
     @property
     def token_refreshed(self) -> global___TokenRefreshed: ...
     @property
+    def byte_stream_opened(self) -> global___ByteStreamOpened: ...
+    @property
+    def text_stream_opened(self) -> global___TextStreamOpened: ...
+    @property
     def participant_permission_changed(self) -> global___ParticipantPermissionChanged: ...
     @property
     def participant_active(self) -> global___ParticipantActive: ...
@@ -1468,11 +1475,57 @@ class RoomEvent(google.protobuf.message.Message):
         room_updated: global___RoomInfo | None = ...,
         participants_updated: global___ParticipantsUpdated | None = ...,
         token_refreshed: global___TokenRefreshed | None = ...,
+        byte_stream_opened: global___ByteStreamOpened | None = ...,
+        text_stream_opened: global___TextStreamOpened | None = ...,
         participant_permission_changed: global___ParticipantPermissionChanged | None = ...,
         participant_active: global___ParticipantActive | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "transcription_received", "room_updated", "participants_updated", "token_refreshed", "participant_permission_changed", "participant_active"] | None: ...
+    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "transcription_received", "room_updated", "participants_updated", "token_refreshed", "byte_stream_opened", "text_stream_opened", "participant_permission_changed", "participant_active"] | None: ...
 
 global___RoomEvent = RoomEvent
+
+@typing.final
+class ByteStreamOpened(google.protobuf.message.Message):
+    """A stream from `participant_identity` begins; its reader handle belongs to the
+    client, which disposes it when done (or at once, when it has no handler).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    READER_FIELD_NUMBER: builtins.int
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    @property
+    def reader(self) -> data_stream_pb2.OwnedByteStreamReader: ...
+    def __init__(
+        self,
+        *,
+        reader: data_stream_pb2.OwnedByteStreamReader | None = ...,
+        participant_identity: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "reader", b"reader"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "reader", b"reader"]) -> None: ...
+
+global___ByteStreamOpened = ByteStreamOpened
+
+@typing.final
+class TextStreamOpened(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    READER_FIELD_NUMBER: builtins.int
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    @property
+    def reader(self) -> data_stream_pb2.OwnedTextStreamReader: ...
+    def __init__(
+        self,
+        *,
+        reader: data_stream_pb2.OwnedTextStreamReader | None = ...,
+        participant_identity: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "reader", b"reader"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "reader", b"reader"]) -> None: ...
+
+global___TextStreamOpened = TextStreamOpened
