@@ -26,6 +26,8 @@ pub enum Error {
     Refused(String),
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    #[error("data stream: {0}")]
+    Stream(livekit_core::stream::StreamError),
 }
 
 impl Error {

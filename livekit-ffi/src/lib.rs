@@ -11,6 +11,8 @@
 //!   SCTP's buffered amount is low. `data` decodes received packets and drops
 //!   duplicates.
 //! - `room` turns signal updates into participants and [`RoomEvent`]s.
+//! - `rpc` and `stream` give a room the shared core's RPC and data-stream state
+//!   machines (`livekit-core`) with a clock, random ids and the outbox.
 //! - `engine` is a sans-IO state machine (join, negotiation per transport, requests,
 //!   held data, resume or rejoin) run by one driver task per room that owns the
 //!   sockets; [`Room`] is the user's handle.
@@ -31,16 +33,26 @@ pub mod ffi;
 mod outbox;
 mod peer;
 mod room;
+mod rpc;
 mod sdp;
 mod signal;
 mod state;
+mod stream;
 
 pub use data::{DataKind, ReceivedData, UserData};
 pub use engine::{Room, RoomOptions};
 pub use error::{DataError, Error, Result};
 pub use outbox::Done;
 pub use room::{Participant, RoomEvent, RoomInfo};
+pub use rpc::{
+    PerformRpc, RpcError, RpcErrorCode, RpcInvocation, DEFAULT_MAX_ROUND_TRIP_MS,
+    DEFAULT_RESPONSE_TIMEOUT_MS, MAX_RPC_PAYLOAD_BYTES,
+};
 pub use signal::JoinOptions;
 pub use state::{ConnectionState, FailureReason, RetryPolicy};
+pub use stream::{
+    StreamError, StreamHeader, StreamKind, StreamOptions, StreamWriter, BYTES_MIME_TYPE,
+    DEFAULT_MAX_STREAMS, STREAM_CHUNK_SIZE, TEXT_MIME_TYPE,
+};
 
 pub use livekit_protocol as proto;

@@ -321,6 +321,42 @@ impl Outbox {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Queues reliable packets in order, each once the queue has room for it, and
+    /// resolves when SCTP took the last one: a long stream holds at most the
+    /// queue's bound in memory, and its chunks stay pipelined.
+    pub async fn send_packets_when_room(
+        &self,
+        identity: &str,
+        packets: Vec<(Vec<String>, packet::data_packet::Value)>,
+    ) -> Result<(), Error> {
+        let mut last = None;
+        for (destinations, value) in packets {
+            let want = value.encoded_len().clamp(1, QUEUE_BYTES) as u32;
+            let permit = self
+                .room
+                .clone()
+                .acquire_many_owned(want)
+                .await
+                .map_err(|_| Error::Closed)?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let packet = Packet {
+                identity,
+                destinations,
+                value,
+            };
+            let done = Box::new(move |r| {
+                drop(permit);
+                let _ = tx.send(r);
+            });
+            self.send_packet(packet, DataKind::Reliable, done)?;
+            last = Some(rx);
+        }
+        match last {
+            Some(rx) => rx.await.map_err(|_| Error::Closed)?,
+            None => Ok(()),
+        }
+    }
+
     pub fn set_max_message_size(&self, n: usize) {
         self.max_message_size.store(n, Ordering::Relaxed);
     }

@@ -124,7 +124,16 @@ impl Engine {
     }
 
     fn emit(&mut self, ev: RoomEvent) {
+        let left = match &ev {
+            RoomEvent::ParticipantDisconnected { participant, .. } => {
+                self.shared.participant_left(&participant.identity)
+            }
+            _ => vec![],
+        };
         self.act(Action::Emit(ev));
+        for ev in left {
+            self.act(Action::Emit(ev));
+        }
     }
 
     /// Sends a metadata update and returns its request id; its answer comes as
@@ -458,6 +467,9 @@ impl Engine {
         for (id, result) in self.requests.close() {
             self.act(Action::RequestDone { id, result });
         }
+        for ev in self.shared.closed() {
+            self.emit(ev);
+        }
         self.set_state(state, reason);
         self.emit(RoomEvent::Disconnected { reason });
         self.phase = Phase::Closed;
@@ -575,11 +587,19 @@ impl Engine {
                 d.participant_sid.clone(),
                 RoomEvent::DataReceived(d),
             ),
-            Ok(Incoming::Other(p)) => (
-                p.participant_identity.clone(),
-                p.participant_sid.clone(),
-                RoomEvent::DataPacket(p),
-            ),
+            Ok(Incoming::Other(p)) => {
+                let (sender, sid) = (p.participant_identity.clone(), p.participant_sid.clone());
+                // RPC and stream packets are taken in here; what they make follows
+                // the sender's announcement like any data.
+                let learned = self.shared.state.lock().learn_sender(&sender, &sid, now);
+                if let Some(connected) = learned {
+                    self.emit(connected);
+                }
+                for ev in self.shared.route(p) {
+                    self.emit(ev);
+                }
+                return;
+            }
             Ok(Incoming::Duplicate) => return,
             Err(e) => return log::warn!("dropping data packet: {e}"),
         };
