@@ -63,4 +63,13 @@ pub enum DataError {
     Malformed(String),
 }
 
+impl From<livekit_core::outbox::TooLarge> for DataError {
+    fn from(e: livekit_core::outbox::TooLarge) -> Self {
+        DataError::TooLarge {
+            size: e.size,
+            max: e.max,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

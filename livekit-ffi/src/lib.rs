@@ -6,18 +6,20 @@
 //! - `peer` drives one str0m peer connection (publisher or subscriber) with its own
 //!   UDP socket and timer; str0m itself does no I/O. `sdp` reads the few SDP facts
 //!   str0m does not give (m-lines and mids for trickle, message size limit).
-//! - `outbox` is a room's send side: one ordered queue per data channel, reliable
-//!   sequence numbers, the resend buffer; the publisher's peer task drains it while
-//!   SCTP's buffered amount is low. `data` decodes received packets and drops
-//!   duplicates.
+//! - `outbox` is a room's send side: `livekit_core::outbox` (one ordered queue per
+//!   data channel, reliable sequence numbers, the resend buffer) behind a lock,
+//!   with wake-ups and byte-bounded admission; the publisher's peer task drains it
+//!   while SCTP's buffered amount is low. `data` decodes received packets and drops
+//!   duplicates with `livekit_core::dedup`.
 //! - `room` turns signal updates into participants and [`RoomEvent`]s.
 //! - `rpc` and `stream` give a room the shared core's RPC and data-stream state
 //!   machines (`livekit-core`) with a clock, random ids and the outbox.
 //! - `engine` is a sans-IO state machine (join, negotiation per transport, requests,
 //!   held data, resume or rejoin) run by one driver task per room that owns the
 //!   sockets; [`Room`] is the user's handle.
-//! - `state` holds the connection states, failure reasons and retry policy shared
-//!   with the firmware.
+//! - `state` re-exports the connection states, failure reasons, leave actions and
+//!   retry policy of `livekit_core` (shared with the firmware) and checks core's
+//!   wire values against `livekit-protocol`.
 //! - [`ffi`] serves the protobuf FFI protocol (and the official C ABI) on top; its
 //!   events reach the client through a queue drained by a thread of their own, so
 //!   no transport thread ever waits for the client.

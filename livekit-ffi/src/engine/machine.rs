@@ -371,19 +371,13 @@ impl Engine {
     fn lost(&mut self, now: Instant, reason: FailureReason, message: String, action: LeaveAction) {
         log::info!("session lost ({reason}): {message}");
         self.watch.clear();
-        let retry = action != LeaveAction::Disconnect && reason.is_retryable();
-        if !retry {
+        if !action.retries(reason) {
             self.close_session(true);
             return self.finish(ConnectionState::Disconnected, reason);
         }
         self.announce_reconnecting(reason);
         if action == LeaveAction::Resume && matches!(self.phase, Phase::Connected) {
             let participant_sid = self.shared.state.lock().local.sid.clone();
-            let reason = if reason == FailureReason::Rtc {
-                proto::ReconnectReason::RrPublisherFailed
-            } else {
-                proto::ReconnectReason::RrSignalDisconnected
-            };
             // The old socket goes without a leave: the server keeps our session.
             self.act(Action::CloseSignal { leave: false });
             self.signal_open = false;
@@ -394,7 +388,7 @@ impl Engine {
             self.act(Action::OpenSignal {
                 resume: Some(Resume {
                     participant_sid,
-                    reason: reason as i32,
+                    reason: reason.reconnect_reason(),
                 }),
             });
         } else {
@@ -523,13 +517,12 @@ impl Engine {
     }
 
     fn on_leave(&mut self, now: Instant, l: &proto::LeaveRequest) {
+        if LeaveAction::from_field(l.action).is_none() {
+            log::warn!("unknown leave action {}; going by can_reconnect", l.action);
+        }
         let action = LeaveAction::from_request(l.action, l.can_reconnect);
-        let fallback = match (&self.phase, action) {
-            (Phase::Establishing { .. }, _) => FailureReason::JoinIncomplete,
-            (_, LeaveAction::Disconnect) => FailureReason::Other,
-            _ => FailureReason::SignalClose,
-        };
-        let reason = FailureReason::from_leave(l.reason, fallback);
+        let joining = matches!(self.phase, Phase::Establishing { .. });
+        let reason = FailureReason::from_leave(l.reason, action.fallback_reason(joining));
         self.fail(
             now,
             reason,
