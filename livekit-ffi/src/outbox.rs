@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use livekit_core::packet;
 use parking_lot::Mutex;
 
 use crate::data::{DataKind, UserData, MAX_MESSAGE_SIZE};
