@@ -57,4 +57,6 @@ pub use stream::{
     DEFAULT_MAX_STREAMS, STREAM_CHUNK_SIZE, TEXT_MIME_TYPE,
 };
 
+/// A chat message as it travels (id, timestamp, text, edit and delete marks).
+pub use livekit_core::packet::ChatMessage;
 pub use livekit_protocol as proto;

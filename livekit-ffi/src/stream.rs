@@ -71,10 +71,7 @@ impl StreamOptions {
                 TEXT_MIME_TYPE,
             ),
         };
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let timestamp = crate::engine::unix_millis();
         StreamHeader {
             stream_id: self.id.clone().unwrap_or_else(crate::rpc::random_id),
             timestamp,

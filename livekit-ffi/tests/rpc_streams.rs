@@ -229,3 +229,36 @@ async fn stream_bounds_refuse_clearly() {
     ));
     alice.disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_messages_are_sent_edited_and_received() {
+    common::init_logs();
+    let server = Server::start();
+    let (alice, _alice_rx) = server.join("chat", "alice").await;
+    let (bob, mut bob_rx) = server.join("chat", "bob").await;
+    let sent = alice.send_chat_message("hi bob", vec![]).await.unwrap();
+    assert!(!sent.id.is_empty() && sent.timestamp > 0);
+    let got = wait_for(&mut bob_rx, T, |e| match e {
+        RoomEvent::ChatMessage { sender, message } if sender == "alice" => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, sent);
+    let edited = alice
+        .edit_chat_message("hi Bob!", sent.clone(), vec!["bob".into()])
+        .await
+        .unwrap();
+    let got = wait_for(&mut bob_rx, T, |e| match e {
+        RoomEvent::ChatMessage { message, .. } => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (got.id.as_str(), got.message.as_str()),
+        (sent.id.as_str(), "hi Bob!")
+    );
+    assert_eq!(got.edit_timestamp, edited.edit_timestamp);
+    assert!(got.edit_timestamp.is_some());
+    alice.disconnect().await;
+    bob.disconnect().await;
+}
