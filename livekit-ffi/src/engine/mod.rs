@@ -405,6 +405,20 @@ impl Room {
         );
     }
 
+    /// Hands the streams of `topic` to `handler` (open, each chunk, close) instead
+    /// of reporting them as room events.
+    pub fn register_stream_handler(
+        &self,
+        topic: &str,
+        handler: std::sync::Arc<dyn crate::stream::StreamHandler>,
+    ) {
+        self.shared.streams.register(topic, handler);
+    }
+
+    pub fn unregister_stream_handler(&self, topic: &str) {
+        self.shared.streams.unregister(topic);
+    }
+
     /// Stops receiving stream `id`: what still comes for it is dropped.
     pub fn discard_stream(&self, id: &str) {
         self.shared.streams.discard(id);
