@@ -419,15 +419,28 @@ fn now_ms() -> i64 {
 /// server may throw away what it had not read yet (the leave among it), keeping
 /// our participant in the room until it times out.
 async fn close_gracefully(mut ws: WsStream, last: Option<proto::signal_request::Message>) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let closing = tokio::time::timeout(Duration::from_secs(2), async {
         if let Some(m) = last {
-            let _ = ws.send(frame(m)).await;
+            if let Err(e) = ws.send(frame(m)).await {
+                log::debug!("signal: last request not sent: {e}");
+            }
         }
-        let _ = ws.close(None).await;
+        if let Err(e) = ws.close(None).await {
+            log::debug!("signal: close frame not sent: {e}");
+        }
         // Read (and drop) what is still coming until the server closes too.
-        while let Some(Ok(_)) = ws.next().await {}
+        loop {
+            match ws.next().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break log::debug!("signal: closed with {e}"),
+                None => break log::debug!("signal: closed by the server"),
+            }
+        }
     })
     .await;
+    if closing.is_err() {
+        log::debug!("signal: the server did not close in time");
+    }
 }
 
 /// The one task of a signal connection; ends when the socket or the client goes.
@@ -478,9 +491,10 @@ async fn run(
                         }
                         _ => {}
                     }
-                    if events.send(SignalEvent::Message(Box::new(msg))).await.is_err() {
-                        return;
-                    }
+                    // Nobody listens while the owner is closing this connection: drop
+                    // the message and keep going, so that its close (with the leave)
+                    // still comes through here.
+                    let _ = events.send(SignalEvent::Message(Box::new(msg))).await;
                 }
                 Some(Ok(Message::Close(frame))) => {
                     break closed(FailureReason::SignalClose, format!("server closed the signal connection: {frame:?}"));

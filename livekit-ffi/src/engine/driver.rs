@@ -170,6 +170,10 @@ impl Driver {
             }
             Action::CloseSignal { leave } => {
                 self.signal_rx = None;
+                log::debug!(
+                    "closing the signal connection (leave: {leave}, open: {})",
+                    self.signal.is_some()
+                );
                 if let Some(signal) = self.signal.take() {
                     signal
                         .close(leave.then(|| leave_with(self.leave_reason)))

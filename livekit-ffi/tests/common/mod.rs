@@ -25,7 +25,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // LK_TEST_SERVER_LOG=debug keeps the server's log (and config) for a look.
+        if std::env::var_os("LK_TEST_SERVER_LOG").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -86,10 +89,11 @@ impl Server {
             let udp = free_udp_port();
             let dir = std::env::temp_dir().join(format!("lk-test-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
+            let log = std::env::var("LK_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into());
             let config = format!(
                 "port: {port}\nbind_addresses: [127.0.0.1]\nkeys: {{{API_KEY}: {API_SECRET}}}\n\
                  rtc: {{tcp_port: {tcp}, udp_port: {udp}, use_external_ip: false, node_ip: 127.0.0.1, enable_loopback_candidate: true}}\n\
-                 turn: {{enabled: false}}\nroom: {{auto_create: true}}\nlogging: {{level: warn}}\n{extra_yaml}"
+                 turn: {{enabled: false}}\nroom: {{auto_create: true}}\nlogging: {{level: {log}}}\n{extra_yaml}"
             );
             std::fs::write(dir.join("livekit.yaml"), config).unwrap();
             let child = spawn(&bin, &dir);
