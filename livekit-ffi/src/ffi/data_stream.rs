@@ -791,9 +791,14 @@ fn queue(
     failed: fn(u64, Option<proto::StreamError>) -> Ev,
 ) -> FfiResult<u64> {
     let async_id = server.async_id(requested);
-    let ops = server.with_handle::<FfiStreamWriter, _>(handle, |w| w.ops.clone())?;
+    let op = op(async_id);
+    // A close consumes the writer handle, as in livekit-ffi; a write borrows it.
+    let ops = match op {
+        Op::Close(..) => server.take_handle::<FfiStreamWriter>(handle)?.ops.clone(),
+        Op::Write(..) => server.with_handle::<FfiStreamWriter, _>(handle, |w| w.ops.clone())?,
+    };
     server.register(async_id);
-    if ops.send(op(async_id)).is_err() && server.finish(async_id) {
+    if ops.send(op).is_err() && server.finish(async_id) {
         server.send_event(failed(
             async_id,
             Some(stream_error("the stream writer is closed")),
