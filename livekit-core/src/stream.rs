@@ -42,8 +42,10 @@ pub enum StreamError {
     SenderLeft { identity: String },
     /// The sender ended the stream with a reason (its trailer).
     Aborted { reason: String },
-    /// A header for a text stream that carries neither a text nor a byte header.
+    /// A header that carries neither a text nor a byte header.
     InvalidHeader,
+    /// We left the room before the stream ended.
+    Disconnected,
 }
 
 impl fmt::Display for StreamError {
@@ -75,6 +77,7 @@ impl fmt::Display for StreamError {
             }
             StreamError::Aborted { reason } => write!(f, "stream ended by its sender: {reason}"),
             StreamError::InvalidHeader => f.write_str("stream header has no content type"),
+            StreamError::Disconnected => f.write_str("disconnected while receiving"),
         }
     }
 }
@@ -416,6 +419,17 @@ impl Receiver {
                         identity: identity.to_string(),
                     },
                 }
+            })
+            .collect()
+    }
+
+    /// We left the room: every unfinished stream fails.
+    pub fn close(&mut self) -> Vec<Event> {
+        core::mem::take(&mut self.open)
+            .into_keys()
+            .map(|id| Event::Failed {
+                id,
+                error: StreamError::Disconnected,
             })
             .collect()
     }

@@ -1,51 +1,20 @@
-//! User data packets: kinds, size limits, decoding, and per-sender duplicate
-//! filtering on receive.
+//! Received data packets: decoding, the sender they name, and dropping
+//! duplicates.
 //!
-//! Sans-IO: callers hand in bytes and clocks, and get bytes and verdicts back. The
+//! Sans-IO: callers hand in bytes and clocks, and get verdicts back. The kinds,
+//! size cap and duplicate filter are `livekit_core`'s (`channel`, `dedup`); the
 //! send side (numbering, queues, resend) is [`crate::outbox`].
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use livekit_core::dedup::DuplicateFilter;
 use livekit_core::packet;
 use prost::Message;
 
 use crate::error::DataError;
 
-/// Hard cap on one data channel message, whatever the SDP allows.
-pub const MAX_MESSAGE_SIZE: usize = 64_000;
-/// How long per-sender receive state lives after the last packet.
-pub const DEDUP_TTL: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DataKind {
-    Reliable,
-    Lossy,
-}
-
-impl DataKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            DataKind::Reliable => "_reliable",
-            DataKind::Lossy => "_lossy",
-        }
-    }
-
-    pub(crate) fn proto(self) -> packet::data_packet::Kind {
-        match self {
-            DataKind::Reliable => packet::data_packet::Kind::Reliable,
-            DataKind::Lossy => packet::data_packet::Kind::Lossy,
-        }
-    }
-}
-
-/// What a user publishes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserData {
-    pub payload: Vec<u8>,
-    pub topic: Option<String>,
-    pub destination_identities: Vec<String>,
-}
+pub use livekit_core::channel::{DataKind, MAX_MESSAGE_SIZE};
+pub use livekit_core::outbox::UserData;
 
 /// What a user receives: a user packet with its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,16 +36,13 @@ pub enum Incoming {
     Duplicate,
 }
 
-/// Drops reliable packets seen before, per sender, forgetting idle senders.
+/// Decodes received packets and drops reliable ones seen before, per sender.
 #[derive(Debug, Default)]
 pub struct DataReceiver {
-    last_seen: HashMap<String, (u32, Instant)>,
-    /// When idle senders were last forgotten: a sweep per packet would cost O(senders)
-    /// on the receive path, so it runs at most once per `PRUNE_EVERY`.
-    pruned_at: Option<Instant>,
+    seen: DuplicateFilter,
+    /// The first `now` handed in: the filter counts milliseconds from it.
+    epoch: Option<Instant>,
 }
-
-const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl DataReceiver {
     #[allow(deprecated)] // older senders fill only the UserPacket's identity fields
@@ -88,15 +54,9 @@ impl DataReceiver {
     ) -> Result<Incoming, DataError> {
         let packet =
             packet::DataPacket::decode(bytes).map_err(|e| DataError::Malformed(e.to_string()))?;
-        if packet.sequence > 0 {
-            let key = if packet.participant_sid.is_empty() {
-                &packet.participant_identity
-            } else {
-                &packet.participant_sid
-            };
-            if !self.accept(key, packet.sequence, now) {
-                return Ok(Incoming::Duplicate);
-            }
+        let now_ms = self.millis(now);
+        if !self.seen.accept_packet(&packet, now_ms) {
+            return Ok(Incoming::Duplicate);
         }
         #[allow(deprecated)]
         let kind = if lossy_channel || packet.kind == packet::data_packet::Kind::Lossy as i32 {
@@ -128,37 +88,16 @@ impl DataReceiver {
         }
     }
 
-    fn accept(&mut self, sender: &str, sequence: u32, now: Instant) -> bool {
-        if self
-            .pruned_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY)
-        {
-            self.pruned_at = Some(now);
-            self.last_seen
-                .retain(|_, (_, at)| now.saturating_duration_since(*at) < DEDUP_TTL);
-        }
-        match self.last_seen.get_mut(sender) {
-            Some((last, at)) => {
-                // State older than the TTL is as good as forgotten.
-                let fresh = now.saturating_duration_since(*at) < DEDUP_TTL;
-                *at = now;
-                if fresh && sequence <= *last {
-                    return false;
-                }
-                *last = sequence;
-                true
-            }
-            None => {
-                self.last_seen.insert(sender.to_owned(), (sequence, now));
-                true
-            }
-        }
+    /// Milliseconds since the first packet (earlier instants count as 0).
+    fn millis(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Senders with live state.
     #[cfg(test)]
     pub fn tracked_senders(&self) -> usize {
-        self.last_seen.len()
+        self.seen.tracked_senders()
     }
 }
 
@@ -224,7 +163,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(tx.0.stats().2, 3);
+        assert_eq!(tx.0.kept(), 3);
     }
 
     #[test]
@@ -250,7 +189,8 @@ mod tests {
             Incoming::User(_)
         ));
         assert_eq!(rx.tracked_senders(), 2);
-        let later = now + DEDUP_TTL + Duration::from_secs(1);
+        // The filter's clock is the receiver's instants.
+        let later = now + livekit_core::dedup::TTL + std::time::Duration::from_secs(1);
         assert!(matches!(
             rx.decode(&b, false, later).unwrap(),
             Incoming::User(_)
@@ -259,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn oversized_packets_are_refused_before_sending() {
+    fn a_refused_packet_is_a_data_error() {
         let mut tx = DataSender::default();
         let err = tx
             .encode(
@@ -275,24 +215,6 @@ mod tests {
                 size: 70_000,
                 max: MAX_MESSAGE_SIZE
             }
-        );
-        // Envelope overhead counts too.
-        let err = tx
-            .encode(
-                "a",
-                user(&vec![0; 16_000], Some("topic")),
-                DataKind::Reliable,
-                16_000,
-            )
-            .unwrap_err();
-        assert!(matches!(err, DataError::TooLarge { max: 16_000, .. }));
-        // A refused packet consumed no sequence number.
-        let b = tx
-            .encode("a", user(b"ok", None), DataKind::Reliable, 16_000)
-            .unwrap();
-        assert_eq!(
-            packet::DataPacket::decode(b.as_slice()).unwrap().sequence,
-            1
         );
     }
 

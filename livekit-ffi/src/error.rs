@@ -26,6 +26,8 @@ pub enum Error {
     Refused(String),
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    #[error("data stream: {0}")]
+    Stream(livekit_core::stream::StreamError),
 }
 
 impl Error {
@@ -59,6 +61,15 @@ pub enum DataError {
     ChannelNotOpen(&'static str),
     #[error("malformed data packet: {0}")]
     Malformed(String),
+}
+
+impl From<livekit_core::outbox::TooLarge> for DataError {
+    fn from(e: livekit_core::outbox::TooLarge) -> Self {
+        DataError::TooLarge {
+            size: e.size,
+            max: e.max,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,16 +6,20 @@
 //! - `peer` drives one str0m peer connection (publisher or subscriber) with its own
 //!   UDP socket and timer; str0m itself does no I/O. `sdp` reads the few SDP facts
 //!   str0m does not give (m-lines and mids for trickle, message size limit).
-//! - `outbox` is a room's send side: one ordered queue per data channel, reliable
-//!   sequence numbers, the resend buffer; the publisher's peer task drains it while
-//!   SCTP's buffered amount is low. `data` decodes received packets and drops
-//!   duplicates.
+//! - `outbox` is a room's send side: `livekit_core::outbox` (one ordered queue per
+//!   data channel, reliable sequence numbers, the resend buffer) behind a lock,
+//!   with wake-ups and byte-bounded admission; the publisher's peer task drains it
+//!   while SCTP's buffered amount is low. `data` decodes received packets and drops
+//!   duplicates with `livekit_core::dedup`.
 //! - `room` turns signal updates into participants and [`RoomEvent`]s.
+//! - `rpc` and `stream` give a room the shared core's RPC and data-stream state
+//!   machines (`livekit-core`) with a clock, random ids and the outbox.
 //! - `engine` is a sans-IO state machine (join, negotiation per transport, requests,
 //!   held data, resume or rejoin) run by one driver task per room that owns the
 //!   sockets; [`Room`] is the user's handle.
-//! - `state` holds the connection states, failure reasons and retry policy shared
-//!   with the firmware.
+//! - `state` re-exports the connection states, failure reasons, leave actions and
+//!   retry policy of `livekit_core` (shared with the firmware) and checks core's
+//!   wire values against `livekit-protocol`.
 //! - [`ffi`] serves the protobuf FFI protocol (and the official C ABI) on top; its
 //!   events reach the client through a queue drained by a thread of their own, so
 //!   no transport thread ever waits for the client.
@@ -31,16 +35,26 @@ pub mod ffi;
 mod outbox;
 mod peer;
 mod room;
+mod rpc;
 mod sdp;
 mod signal;
 mod state;
+mod stream;
 
 pub use data::{DataKind, ReceivedData, UserData};
 pub use engine::{Room, RoomOptions};
 pub use error::{DataError, Error, Result};
 pub use outbox::Done;
 pub use room::{Participant, RoomEvent, RoomInfo};
+pub use rpc::{
+    PerformRpc, RpcError, RpcErrorCode, RpcInvocation, DEFAULT_MAX_ROUND_TRIP_MS,
+    DEFAULT_RESPONSE_TIMEOUT_MS, MAX_RPC_PAYLOAD_BYTES,
+};
 pub use signal::JoinOptions;
 pub use state::{ConnectionState, FailureReason, RetryPolicy};
+pub use stream::{
+    StreamError, StreamHeader, StreamKind, StreamOptions, StreamWriter, BYTES_MIME_TYPE,
+    DEFAULT_MAX_STREAMS, STREAM_CHUNK_SIZE, TEXT_MIME_TYPE,
+};
 
 pub use livekit_protocol as proto;

@@ -136,6 +136,30 @@ pub enum RoomEvent {
     /// Participants' full descriptions, replacing what was known (a sender learned
     /// from its data, described by the server at last).
     ParticipantsUpdated(Vec<Participant>),
+    /// A call to one of our registered RPC methods; answer it with
+    /// [`crate::Room::respond_rpc`].
+    RpcInvocation(crate::rpc::RpcInvocation),
+    /// Someone began a data stream.
+    StreamOpened {
+        sender: String,
+        kind: crate::stream::StreamKind,
+        header: crate::stream::StreamHeader,
+    },
+    /// The next piece of stream `id`, in order (for text, whole characters).
+    StreamChunk {
+        id: String,
+        content: Vec<u8>,
+    },
+    /// Stream `id` ended normally, with its trailer's attributes.
+    StreamClosed {
+        id: String,
+        attributes: std::collections::BTreeMap<String, String>,
+    },
+    /// Stream `id` ended with an error; nothing more comes for it.
+    StreamFailed {
+        id: String,
+        error: crate::stream::StreamError,
+    },
     /// The room is gone; `reason` is `None` when we left on our own.
     Disconnected {
         reason: FailureReason,

@@ -160,13 +160,9 @@ async fn data_flows_both_ways_with_the_official_sdk() {
     room.disconnect().await;
 }
 
-/// The official Python SDK, unchanged, loads our core through its C ABI
-/// (`LIVEKIT_LIB_PATH`) and exchanges data with the official SDK on its own core.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_python_sdk_runs_on_our_core() {
-    common::init_logs();
-    let python = official_python();
-    // `cargo test` builds the rlib only: build the cdylib of these very sources.
+/// Builds the cdylib of these very sources (`cargo test` builds the rlib only)
+/// and returns its path.
+fn our_cdylib() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = std::process::Command::new(cargo)
         .args(["build", "-q", "-p", "livekit-ffi", "--lib"])
@@ -183,6 +179,16 @@ async fn the_official_python_sdk_runs_on_our_core() {
         .unwrap()
         .join("liblivekit_ffi.so");
     assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
+/// The official Python SDK, unchanged, loads our core through its C ABI
+/// (`LIVEKIT_LIB_PATH`) and exchanges data with the official SDK on its own core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_runs_on_our_core() {
+    common::init_logs();
+    let python = official_python();
+    let lib = our_cdylib();
     let server = Server::start();
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/official_peer.py");
@@ -231,5 +237,71 @@ async fn the_official_python_sdk_runs_on_our_core() {
             .collect();
         let expected: Vec<String> = (0..3).map(|i| format!("official-reliable-{i}")).collect();
         assert_eq!(payloads, expected, "{me} got the wrong packets from {peer}");
+    }
+}
+
+/// RPC (answers and errors) and data streams (a multi-byte text and a file, read
+/// whole and piece by piece) between the official Python SDK on our core and on
+/// its own, each way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_and_streams_between_our_core_and_the_official_one() {
+    common::init_logs();
+    let python = official_python();
+    let lib = our_cdylib();
+    let server = Server::start();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/official_rpc_streams.py");
+    for (room, callee_on_ours) in [("rs-a", true), ("rs-b", false)] {
+        let spawn = |role: &str, peer: &str, ours: bool| {
+            let mut cmd = tokio::process::Command::new(&python);
+            cmd.arg(&script)
+                .arg(server.url())
+                .arg(server.token(room, role))
+                .arg(role)
+                .arg(peer)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true);
+            if ours {
+                cmd.env("LIVEKIT_LIB_PATH", &lib);
+            }
+            cmd.spawn().expect("start an official peer")
+        };
+        let callee = spawn("callee", "caller", callee_on_ours);
+        let caller = spawn("caller", "callee", !callee_on_ours);
+        let mut results = vec![];
+        for child in [callee, caller] {
+            let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+                .await
+                .expect("the peer finishes")
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "peer failed:\n{text}");
+            let last = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .next_back()
+                .unwrap_or_default();
+            results.push(last);
+        }
+        let (callee, caller) = (&results[0], &results[1]);
+        let ctx = format!("callee on ours: {callee_on_ours}\ncallee: {callee}\ncaller: {caller}");
+        assert_eq!(caller["echo"], "olleh", "{ctx}");
+        assert_eq!(callee["echo_caller"], "caller", "{ctx}");
+        assert_eq!(
+            caller["boom"],
+            serde_json::json!([4001, "custom", "data!"]),
+            "{ctx}"
+        );
+        assert_eq!(caller["nope"][0], 1400, "{ctx}");
+        assert_eq!(callee["text"], caller["text"], "{ctx}");
+        assert_eq!(callee["bytes"], caller["bytes"], "{ctx}");
+        assert_eq!(
+            callee["text_info"],
+            serde_json::json!(["caller", "t", 1_330_000, {"a": "1"}]),
+            "{ctx}"
+        );
+        assert_eq!(callee["bytes_info"][1], caller["file_info"][0], "{ctx}");
+        assert_eq!(callee["bytes_info"][2], 3_000_000, "{ctx}");
     }
 }

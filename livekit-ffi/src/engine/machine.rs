@@ -124,7 +124,16 @@ impl Engine {
     }
 
     fn emit(&mut self, ev: RoomEvent) {
+        let left = match &ev {
+            RoomEvent::ParticipantDisconnected { participant, .. } => {
+                self.shared.participant_left(&participant.identity)
+            }
+            _ => vec![],
+        };
         self.act(Action::Emit(ev));
+        for ev in left {
+            self.act(Action::Emit(ev));
+        }
     }
 
     /// Sends a metadata update and returns its request id; its answer comes as
@@ -362,19 +371,13 @@ impl Engine {
     fn lost(&mut self, now: Instant, reason: FailureReason, message: String, action: LeaveAction) {
         log::info!("session lost ({reason}): {message}");
         self.watch.clear();
-        let retry = action != LeaveAction::Disconnect && reason.is_retryable();
-        if !retry {
+        if !action.retries(reason) {
             self.close_session(true);
             return self.finish(ConnectionState::Disconnected, reason);
         }
         self.announce_reconnecting(reason);
         if action == LeaveAction::Resume && matches!(self.phase, Phase::Connected) {
             let participant_sid = self.shared.state.lock().local.sid.clone();
-            let reason = if reason == FailureReason::Rtc {
-                proto::ReconnectReason::RrPublisherFailed
-            } else {
-                proto::ReconnectReason::RrSignalDisconnected
-            };
             // The old socket goes without a leave: the server keeps our session.
             self.act(Action::CloseSignal { leave: false });
             self.signal_open = false;
@@ -385,7 +388,7 @@ impl Engine {
             self.act(Action::OpenSignal {
                 resume: Some(Resume {
                     participant_sid,
-                    reason: reason as i32,
+                    reason: reason.reconnect_reason(),
                 }),
             });
         } else {
@@ -458,6 +461,9 @@ impl Engine {
         for (id, result) in self.requests.close() {
             self.act(Action::RequestDone { id, result });
         }
+        for ev in self.shared.closed() {
+            self.emit(ev);
+        }
         self.set_state(state, reason);
         self.emit(RoomEvent::Disconnected { reason });
         self.phase = Phase::Closed;
@@ -511,13 +517,12 @@ impl Engine {
     }
 
     fn on_leave(&mut self, now: Instant, l: &proto::LeaveRequest) {
+        if LeaveAction::from_field(l.action).is_none() {
+            log::warn!("unknown leave action {}; going by can_reconnect", l.action);
+        }
         let action = LeaveAction::from_request(l.action, l.can_reconnect);
-        let fallback = match (&self.phase, action) {
-            (Phase::Establishing { .. }, _) => FailureReason::JoinIncomplete,
-            (_, LeaveAction::Disconnect) => FailureReason::Other,
-            _ => FailureReason::SignalClose,
-        };
-        let reason = FailureReason::from_leave(l.reason, fallback);
+        let joining = matches!(self.phase, Phase::Establishing { .. });
+        let reason = FailureReason::from_leave(l.reason, action.fallback_reason(joining));
         self.fail(
             now,
             reason,
@@ -575,11 +580,19 @@ impl Engine {
                 d.participant_sid.clone(),
                 RoomEvent::DataReceived(d),
             ),
-            Ok(Incoming::Other(p)) => (
-                p.participant_identity.clone(),
-                p.participant_sid.clone(),
-                RoomEvent::DataPacket(p),
-            ),
+            Ok(Incoming::Other(p)) => {
+                let (sender, sid) = (p.participant_identity.clone(), p.participant_sid.clone());
+                // RPC and stream packets are taken in here; what they make follows
+                // the sender's announcement like any data.
+                let learned = self.shared.state.lock().learn_sender(&sender, &sid, now);
+                if let Some(connected) = learned {
+                    self.emit(connected);
+                }
+                for ev in self.shared.route(p) {
+                    self.emit(ev);
+                }
+                return;
+            }
             Ok(Incoming::Duplicate) => return,
             Err(e) => return log::warn!("dropping data packet: {e}"),
         };

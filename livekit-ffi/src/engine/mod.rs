@@ -30,8 +30,10 @@ use crate::data::{DataKind, UserData};
 use crate::error::{Error, Result};
 use crate::outbox::{Done, Outbox};
 use crate::room::{Participant, RoomEvent, RoomInfo, RoomState};
+use crate::rpc::{PerformRpc, Rpc, RpcError};
 use crate::signal::{parse_server_url, JoinOptions};
 use crate::state::{ConnectionState, FailureReason, RetryPolicy};
+use crate::stream::{StreamHeader, StreamOptions, StreamWriter, Streams};
 use requests::RequestError;
 
 /// How long ICE, DTLS and the data channels may take on a join (seed RTCEngine).
@@ -44,6 +46,10 @@ pub struct RoomOptions {
     pub join: JoinOptions,
     pub retry: RetryPolicy,
     pub ice_timeout: Duration,
+    /// Data streams we may send at once; opening one more is refused.
+    pub max_stream_writers: usize,
+    /// Data streams we receive at once; more are refused (and logged).
+    pub max_stream_readers: usize,
 }
 
 impl Default for RoomOptions {
@@ -52,6 +58,8 @@ impl Default for RoomOptions {
             join: JoinOptions::default(),
             retry: RetryPolicy::default(),
             ice_timeout: ICE_CONNECT_TIMEOUT,
+            max_stream_writers: crate::stream::DEFAULT_MAX_STREAMS,
+            max_stream_readers: crate::stream::DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -63,16 +71,61 @@ pub(crate) struct Shared {
     pub(crate) token: Mutex<String>,
     /// Data waiting for (and kept after) the publisher's data channels.
     pub(crate) outbox: Arc<Outbox>,
+    pub(crate) rpc: Rpc,
+    pub(crate) streams: Streams,
 }
 
 impl Shared {
-    pub(crate) fn new(token: &str) -> Self {
+    pub(crate) fn new(token: &str, options: &RoomOptions) -> Self {
         Self {
             state: Mutex::new(RoomState::default()),
             conn: Mutex::new((ConnectionState::Connecting, FailureReason::None)),
             token: Mutex::new(token.to_owned()),
             outbox: Arc::new(Outbox::default()),
+            rpc: Rpc::default(),
+            streams: Streams::new(options.max_stream_writers, options.max_stream_readers),
         }
+    }
+
+    fn identity(&self) -> String {
+        self.state.lock().local.identity.clone()
+    }
+
+    /// Takes in a received packet that is not user data: RPC and stream packets
+    /// are handled here (the events they make are returned), the rest becomes a
+    /// `DataPacket` event.
+    pub(crate) fn route(&self, p: Box<packet::DataPacket>) -> Vec<RoomEvent> {
+        let Some(value) = &p.value else {
+            return vec![];
+        };
+        let sender = &p.participant_identity;
+        let identity = self.identity();
+        if let Some(invocation) = self.rpc.on_packet(&self.outbox, &identity, sender, value) {
+            return invocation
+                .map(RoomEvent::RpcInvocation)
+                .into_iter()
+                .collect();
+        }
+        match value {
+            packet::data_packet::Value::StreamHeader(_)
+            | packet::data_packet::Value::StreamChunk(_)
+            | packet::data_packet::Value::StreamTrailer(_) => {
+                self.streams.on_packet(sender, value).into_iter().collect()
+            }
+            _ => vec![RoomEvent::DataPacket(p)],
+        }
+    }
+
+    /// `identity` left the room: its calls and streams end.
+    pub(crate) fn participant_left(&self, identity: &str) -> Vec<RoomEvent> {
+        self.rpc.participant_left(identity);
+        self.streams.participant_left(identity)
+    }
+
+    /// We left the room: calls end, unfinished streams fail.
+    pub(crate) fn closed(&self) -> Vec<RoomEvent> {
+        self.rpc.close();
+        self.streams.shutdown()
     }
 }
 
@@ -107,7 +160,7 @@ impl Room {
         options: RoomOptions,
     ) -> Result<(Room, mpsc::Receiver<RoomEvent>)> {
         let base = parse_server_url(url)?;
-        let shared = Arc::new(Shared::new(token));
+        let shared = Arc::new(Shared::new(token, &options));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (join_tx, join_rx) = oneshot::channel();
@@ -201,6 +254,107 @@ impl Room {
         self.shared
             .outbox
             .send_packet(packet, DataKind::Reliable, done)
+    }
+
+    /// Calls `method` of another participant; resolves with its answer or an
+    /// [`RpcError`] (the official codes: timeouts, unknown method, payload limits,
+    /// the recipient leaving...). Dropping the future forgets the call.
+    pub async fn perform_rpc(&self, call: PerformRpc) -> std::result::Result<String, RpcError> {
+        let identity = self.shared.identity();
+        self.shared
+            .rpc
+            .perform(&self.shared.outbox, &identity, call)
+            .await
+    }
+
+    /// Accepts calls of `method`: they arrive as [`RoomEvent::RpcInvocation`].
+    /// Calls of methods not registered are refused for us (`UNSUPPORTED_METHOD`).
+    pub fn register_rpc_method(&self, method: &str) {
+        self.shared.rpc.register(method);
+    }
+
+    pub fn unregister_rpc_method(&self, method: &str) {
+        self.shared.rpc.unregister(method);
+    }
+
+    /// Answers invocation `id`; `false` when it is not pending (already answered,
+    /// or the room was left meanwhile).
+    pub fn respond_rpc(&self, id: u64, answer: std::result::Result<String, RpcError>) -> bool {
+        let identity = self.shared.identity();
+        self.shared
+            .rpc
+            .respond(&self.shared.outbox, &identity, id, answer)
+    }
+
+    /// Opens a data stream; write to the returned writer, then close it.
+    pub async fn stream_open(&self, options: StreamOptions) -> Result<StreamWriter> {
+        let header = options.header();
+        let identity = self.shared.identity();
+        self.shared
+            .streams
+            .open(
+                &self.shared.outbox,
+                &identity,
+                header.clone(),
+                options.destination_identities,
+            )
+            .await?;
+        Ok(StreamWriter {
+            room: self.clone(),
+            header,
+            closed: false,
+        })
+    }
+
+    /// Sends `data` as one whole stream (text when `options.name` is `None`, and
+    /// then `data` must be UTF-8); resolves with its header once sent.
+    pub async fn stream_send(
+        &self,
+        data: &[u8],
+        mut options: StreamOptions,
+    ) -> Result<StreamHeader> {
+        options.total_length.get_or_insert(data.len() as u64);
+        let writer = self.stream_open(options).await?;
+        writer.write(data).await?;
+        let header = writer.header.clone();
+        writer.close("", HashMap::new()).await?;
+        Ok(header)
+    }
+
+    pub(crate) async fn stream_write(&self, id: &str, data: &[u8]) -> Result<()> {
+        let identity = self.shared.identity();
+        self.shared
+            .streams
+            .write(&self.shared.outbox, &identity, id, data)
+            .await
+    }
+
+    pub(crate) async fn stream_close(
+        &self,
+        id: &str,
+        reason: &str,
+        attributes: std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let identity = self.shared.identity();
+        self.shared
+            .streams
+            .close(&self.shared.outbox, &identity, id, reason, attributes)
+            .await
+    }
+
+    pub(crate) fn stream_drop(&self, id: &str) {
+        let identity = self.shared.identity();
+        self.shared.streams.close_now(
+            &self.shared.outbox,
+            &identity,
+            id,
+            "writer dropped before close",
+        );
+    }
+
+    /// Stops receiving stream `id`: what still comes for it is dropped.
+    pub fn discard_stream(&self, id: &str) {
+        self.shared.streams.discard(id);
     }
 
     /// Asks the server to change our metadata, name or attributes (needs the

@@ -54,7 +54,7 @@ struct Trace {
 
 impl Trace {
     fn new() -> Self {
-        let shared = Arc::new(Shared::new("token"));
+        let shared = Arc::new(Shared::new("token", &RoomOptions::default()));
         let engine = Engine::new(RoomOptions::default(), shared.clone());
         let mut t = Self {
             engine,

@@ -173,8 +173,17 @@ fn disconnect_reason(r: FailureReason) -> proto::DisconnectReason {
     }
 }
 
+/// Streams open at once each way for FFI clients.
+pub const FFI_MAX_STREAMS: usize = 256;
+
 pub(super) fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
-    let mut opts = RoomOptions::default();
+    // Clients of the FFI expect no bound on concurrent streams (the official SDK
+    // has none); the core's bound stays as a guard against floods.
+    let mut opts = RoomOptions {
+        max_stream_readers: FFI_MAX_STREAMS,
+        max_stream_writers: FFI_MAX_STREAMS,
+        ..Default::default()
+    };
     // Only host candidates are gathered so far: refuse what would silently not hold.
     if let Some(rtc) = &o.rtc_config {
         match rtc
@@ -212,6 +221,12 @@ pub(super) fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
 pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, Option<u64>)> {
     let mut lossy_buffer = None;
     let m = match ev {
+        // Handled by the room's forwarder, which owns the stream readers.
+        RoomEvent::RpcInvocation(_)
+        | RoomEvent::StreamOpened { .. }
+        | RoomEvent::StreamChunk { .. }
+        | RoomEvent::StreamClosed { .. }
+        | RoomEvent::StreamFailed { .. } => return None,
         RoomEvent::ParticipantConnected(p) => {
             RoomEv::ParticipantConnected(proto::ParticipantConnected {
                 info: owned_participant(server, &p, None),

@@ -10,9 +10,11 @@
 
 mod cabi;
 mod convert;
+mod data_stream;
 mod delivery;
 mod logs;
 mod room;
+mod rpc;
 
 pub use delivery::{DeliveryStats, DEFAULT_QUEUE_BYTES};
 
@@ -134,6 +136,22 @@ impl FfiServer {
             .downcast_ref::<T>()
             .ok_or(FfiError::WrongHandle(id, std::any::type_name::<T>()))?;
         Ok(f(t))
+    }
+
+    /// Takes handle `id` of type `T` out of the table (the client gave it back to
+    /// have it consumed by a request).
+    pub(crate) fn take_handle<T: Any + Send + Sync>(&self, id: u64) -> FfiResult<Box<T>> {
+        let mut handles = self.handles.lock();
+        match handles.get(&id) {
+            None => return Err(FfiError::UnknownHandle(id)),
+            Some(h) if !h.is::<T>() => {
+                return Err(FfiError::WrongHandle(id, std::any::type_name::<T>()))
+            }
+            Some(_) => {}
+        }
+        let h = handles.remove(&id).ok_or(FfiError::UnknownHandle(id))?;
+        h.downcast::<T>()
+            .map_err(|_| FfiError::WrongHandle(id, std::any::type_name::<T>()))
     }
 
     pub fn drop_handle(&self, id: u64) -> bool {
@@ -270,7 +288,46 @@ impl FfiServer {
             Req::SetLocalAttributes(r) => {
                 room::set_local_attributes(self, r).map(Res::SetLocalAttributes)
             }
-            _ => Err(FfiError::Unimplemented("not yet")),
+            Req::PerformRpc(r) => rpc::perform(self, r).map(Res::PerformRpc),
+            Req::RegisterRpcMethod(r) => rpc::register(self, r).map(Res::RegisterRpcMethod),
+            Req::UnregisterRpcMethod(r) => rpc::unregister(self, r).map(Res::UnregisterRpcMethod),
+            Req::RpcMethodInvocationResponse(r) => {
+                rpc::respond(self, r).map(Res::RpcMethodInvocationResponse)
+            }
+            Req::SendText(r) => data_stream::send_text(self, r).map(Res::SendText),
+            Req::SendBytes(r) => data_stream::send_bytes(self, r).map(Res::SendBytes),
+            Req::SendFile(r) => data_stream::send_file(self, r).map(Res::SendFile),
+            Req::TextStreamOpen(r) => {
+                data_stream::text_stream_open(self, r).map(Res::TextStreamOpen)
+            }
+            Req::ByteStreamOpen(r) => {
+                data_stream::byte_stream_open(self, r).map(Res::ByteStreamOpen)
+            }
+            Req::TextStreamWrite(r) => {
+                data_stream::text_stream_write(self, r).map(Res::TextStreamWrite)
+            }
+            Req::ByteStreamWrite(r) => {
+                data_stream::byte_stream_write(self, r).map(Res::ByteStreamWrite)
+            }
+            Req::TextStreamClose(r) => {
+                data_stream::text_stream_close(self, r).map(Res::TextStreamClose)
+            }
+            Req::ByteStreamClose(r) => {
+                data_stream::byte_stream_close(self, r).map(Res::ByteStreamClose)
+            }
+            Req::TextReadIncremental(r) => data_stream::read_incremental(self, r.reader_handle)
+                .map(|()| {
+                    Res::TextReadIncremental(proto::TextStreamReaderReadIncrementalResponse {})
+                }),
+            Req::ByteReadIncremental(r) => data_stream::read_incremental(self, r.reader_handle)
+                .map(|()| {
+                    Res::ByteReadIncremental(proto::ByteStreamReaderReadIncrementalResponse {})
+                }),
+            Req::TextReadAll(r) => data_stream::text_read_all(self, r).map(Res::TextReadAll),
+            Req::ByteReadAll(r) => data_stream::byte_read_all(self, r).map(Res::ByteReadAll),
+            Req::ByteWriteToFile(r) => {
+                data_stream::byte_write_to_file(self, r).map(Res::ByteWriteToFile)
+            }
         }
     }
 

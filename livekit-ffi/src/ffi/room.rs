@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 use super::convert::{self, failure_reason, options, owned_participant, room_info};
+use super::data_stream::Incoming;
 use super::proto;
 use super::{FfiError, FfiResult, FfiServer};
 use crate::data::{DataKind, UserData, MAX_MESSAGE_SIZE};
@@ -80,7 +81,14 @@ pub(super) fn connect(
                     room: room.clone(),
                     ready: ready.clone(),
                 });
-                server.spawn(forward_events(server, handle, ready, events));
+                let forwarder = Forwarder {
+                    server,
+                    handle,
+                    local: local.handle.id,
+                    room: room.clone(),
+                    streams: Incoming::default(),
+                };
+                server.spawn(forwarder.run(ready, events));
                 proto::ConnectCallback {
                     async_id,
                     message: Some(proto::connect_callback::Message::Result(
@@ -117,39 +125,80 @@ pub(super) fn connect(
 }
 
 /// Turns one room's engine events into FFI events, in order, ending with `eos`.
-async fn forward_events(
+struct Forwarder {
     server: &'static FfiServer,
     handle: u64,
-    ready: std::sync::Arc<tokio::sync::Notify>,
-    mut events: mpsc::Receiver<RoomEvent>,
-) {
-    let _ = tokio::time::timeout(READY_WAIT, ready.notified()).await;
-    let send = |m: RoomEv| {
-        server.send_event(Ev::RoomEvent(proto::RoomEvent {
-            room_handle: handle,
+    /// The local participant's handle, named by RPC invocations.
+    local: u64,
+    room: Room,
+    streams: Incoming,
+}
+
+impl Forwarder {
+    async fn run(
+        mut self,
+        ready: std::sync::Arc<tokio::sync::Notify>,
+        mut events: mpsc::Receiver<RoomEvent>,
+    ) {
+        let _ = tokio::time::timeout(READY_WAIT, ready.notified()).await;
+        while let Some(ev) = events.recv().await {
+            self.forward(ev);
+        }
+        self.send(RoomEv::Eos(proto::RoomEos {}));
+    }
+
+    fn send(&self, m: RoomEv) {
+        self.server.send_event(Ev::RoomEvent(proto::RoomEvent {
+            room_handle: self.handle,
             message: Some(m),
         }))
-    };
-    while let Some(ev) = events.recv().await {
+    }
+
+    fn forward(&mut self, ev: RoomEvent) {
+        let server = self.server;
+        match ev {
+            RoomEvent::RpcInvocation(i) => {
+                return server.send_event(super::rpc::invocation(self.local, i));
+            }
+            RoomEvent::StreamOpened {
+                sender,
+                kind,
+                header,
+            } => {
+                let m = self
+                    .streams
+                    .opened(server, &self.room, sender, kind, header);
+                return self.send(m);
+            }
+            RoomEvent::StreamChunk { id, content } => {
+                return self.streams.chunk(server, &id, content);
+            }
+            RoomEvent::StreamClosed { id, attributes } => {
+                return self.streams.end(server, &id, Ok(attributes));
+            }
+            RoomEvent::StreamFailed { id, error } => {
+                return self.streams.end(server, &id, Err(error.to_string()));
+            }
+            _ => {}
+        }
         // Lossy data may be dropped when the client is far behind; the buffer handle
         // it would have handed over is then released here.
         let Some((m, lossy_buffer)) = convert::room_event(server, ev) else {
-            continue;
+            return;
         };
         match lossy_buffer {
             Some(id) => {
                 let event = Ev::RoomEvent(proto::RoomEvent {
-                    room_handle: handle,
+                    room_handle: self.handle,
                     message: Some(m),
                 });
                 if !server.push_event(event, super::delivery::Class::Droppable) {
                     server.drop_handle(id);
                 }
             }
-            None => send(m),
+            None => self.send(m),
         }
     }
-    send(RoomEv::Eos(proto::RoomEos {}));
 }
 
 pub(super) fn ready_for_room_event(
@@ -160,7 +209,7 @@ pub(super) fn ready_for_room_event(
     Ok(proto::ReadyForRoomEventResponse {})
 }
 
-fn local_room(server: &FfiServer, handle: u64) -> FfiResult<Room> {
+pub(super) fn local_room(server: &FfiServer, handle: u64) -> FfiResult<Room> {
     server
         .with_handle::<FfiParticipant, _>(handle, |p| p.room.clone())?
         .ok_or_else(|| FfiError::Invalid(format!("handle {handle} is not the local participant")))
