@@ -16,6 +16,10 @@ Three parts, each run for every stack, one process at a time, and printed as a t
   `publish_data(1 KiB, reliable=True)` calls through `asyncio.gather`, sampling its RSS;
   a receiver in another process counts what arrives. Bounded by --burst-timeout and,
   since the official SDK's RSS grows by gigabytes here, by --burst-rss-cap.
+- rpc: bench/rpc_stream.py. RPC round trips (sequential echo calls of 100 bytes, p50/p99)
+  and data-stream throughput (a --stream-mb byte stream via send_bytes and a text stream
+  of multi-byte characters via send_text, read piece by piece; MB/s from the first
+  byte sent to the last byte read), two rooms in one process.
 
 The other end (the "peer"): in hold the sender is the official SDK on its own core by
 default (--hold-sender same: the stack under test), so only the receiver changes between
@@ -57,7 +61,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from lkserver import API_KEY, API_SECRET, LiveKitServer  # noqa: E402
 
-PARTS = ("basic", "hold", "burst")
+PARTS = ("basic", "hold", "burst", "rpc")
 STACKS = ("official", "official-on-ours", "ours")
 
 
@@ -267,6 +271,36 @@ def run_burst(server: LiveKitServer, stack: Stack, peer: Stack, a: argparse.Name
                 w.close()
 
 
+def run_rpc(server: LiveKitServer, stack: Stack, a: argparse.Namespace) -> Dict[str, Any]:
+    argv = [str(BENCH / "rpc_stream.py"), server.url, API_KEY, API_SECRET, stack.label,
+            str(a.rpc_calls), str(a.stream_mb)]
+    try:
+        out = subprocess.run([stack.python, *argv], env=stack.env, stdout=subprocess.PIPE,
+                             text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return {"label": stack.label, "error": "timed out"}
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"label": stack.label, "error": f"exit {out.returncode}"}
+    return dict(json.loads(lines[-1]))
+
+
+def print_rpc(rows: List[Dict[str, Any]], a: argparse.Namespace) -> None:
+    print()
+    print(f"RPC: {a.rpc_calls} sequential echo calls of 100 bytes. Streams: {a.stream_mb:g} MB, "
+          "MB/s from the first byte sent to the last byte read.")
+    print(f"{'stack':<18}{'rpc ok':>8}{'p50 ms':>8}{'p99 ms':>8}{'calls/s':>9}"
+          f"{'bytes MB/s':>12}{'complete':>10}{'text MB/s':>11}{'complete':>10}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['label']:<18}failed: {r['error']}")
+            continue
+        rpc, b, t = r["rpc"], r.get("bytes_stream", {}), r.get("text_stream", {})
+        print(f"{r['label']:<18}{rpc['ok']:>8}{rpc['p50_ms']:>8.2f}{rpc['p99_ms']:>8.2f}"
+              f"{rpc['calls_per_s']:>9.0f}{num(b.get('mb_s'), 12, 2)}{yes(b.get('complete')):>10}"
+              f"{num(t.get('mb_s'), 11, 2)}{yes(t.get('complete')):>10}")
+
+
 def run_floor(python: Stack, a: argparse.Namespace, logdir: Path) -> Dict[str, Any]:
     """The burst's gather with no SDK: the Python share of the RSS growth."""
     w = Worker("burst-floor", python, [str(BENCH / "burst.py"), "floor", str(a.burst), str(a.burst_size)], logdir)
@@ -403,7 +437,7 @@ def env_default(name: str, default: str) -> str:
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated: basic,hold,burst")
+    p.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated: basic,hold,burst,rpc")
     p.add_argument("--stacks", default=",".join(STACKS), help="stacks, comma-separated (default: all three)")
     p.add_argument("--hold-sender", choices=("official", "same"),
                    default=env_default("BENCH_HOLD_SENDER", "official"),
@@ -424,6 +458,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    help="end a burst sender whose RSS grows by more MB than this (default 4096; 0: no cap)")
     p.add_argument("--burst-timeout", type=float, default=float(env_default("BENCH_BURST_TIMEOUT", "180")),
                    help="seconds each stack gets for the burst (env BENCH_BURST_TIMEOUT; default 180)")
+    p.add_argument("--rpc-calls", type=int, default=300, help="sequential RPC calls (default 300)")
+    p.add_argument("--stream-mb", type=float, default=20.0, help="size of each benchmark stream (default 20)")
     a = p.parse_args(argv)
     a.parts = [x for x in a.only.split(",") if x]
     a.stack_names = [x for x in a.stacks.split(",") if x]
@@ -472,6 +508,7 @@ def main(argv: List[str]) -> int:
         basic: List[Dict[str, Any]] = []
         hold: List[Dict[str, Any]] = []
         burst: List[Dict[str, Any]] = []
+        rpc: List[Dict[str, Any]] = []
         with LiveKitServer() as server:
             for part in PARTS:
                 if part not in a.parts:
@@ -489,6 +526,9 @@ def main(argv: List[str]) -> int:
                             ok = False
                         else:
                             basic.append(row)
+                    elif part == "rpc":
+                        rpc.append(run_rpc(server, stack, a))
+                        ok = ok and "error" not in rpc[-1]
                     elif part == "hold":
                         hold.append(run_hold(server, stack, peer, a, rundir))
                         ok = ok and "error" not in hold[-1]
@@ -502,8 +542,10 @@ def main(argv: List[str]) -> int:
             print_hold(hold, a)
         if "burst" in a.parts:
             print_burst(burst, a)
+        if "rpc" in a.parts:
+            print_rpc(rpc, a)
         if os.environ.get("BENCH_JSON"):
-            Path(os.environ["BENCH_JSON"]).write_text(json.dumps({"basic": basic, "hold": hold, "burst": burst}, indent=1))
+            Path(os.environ["BENCH_JSON"]).write_text(json.dumps({"basic": basic, "hold": hold, "burst": burst, "rpc": rpc}, indent=1))
     finally:
         if ok:
             shutil.rmtree(rundir, ignore_errors=True)

@@ -251,7 +251,11 @@ pub enum Event {
         header: data_stream::Header,
     },
     /// The next piece of stream `id`, in order (for text, whole characters).
-    Chunk { id: String, content: Vec<u8> },
+    Chunk {
+        id: String,
+        index: u64,
+        content: Vec<u8>,
+    },
     /// Stream `id` ended normally; `attributes` are the trailer's.
     Closed {
         id: String,
@@ -373,6 +377,7 @@ impl Receiver {
         s.received += c.content.len() as u64;
         Some(Event::Chunk {
             id: c.stream_id.clone(),
+            index: c.chunk_index,
             content: c.content.clone(),
         })
     }

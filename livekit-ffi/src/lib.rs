@@ -53,8 +53,10 @@ pub use rpc::{
 pub use signal::JoinOptions;
 pub use state::{ConnectionState, FailureReason, RetryPolicy};
 pub use stream::{
-    StreamError, StreamHeader, StreamKind, StreamOptions, StreamWriter, BYTES_MIME_TYPE,
-    DEFAULT_MAX_STREAMS, STREAM_CHUNK_SIZE, TEXT_MIME_TYPE,
+    StreamError, StreamHandler, StreamHeader, StreamKind, StreamOptions, StreamWriter,
+    BYTES_MIME_TYPE, DEFAULT_MAX_STREAMS, STREAM_CHUNK_SIZE, TEXT_MIME_TYPE,
 };
 
+/// A chat message as it travels (id, timestamp, text, edit and delete marks).
+pub use livekit_core::packet::ChatMessage;
 pub use livekit_protocol as proto;

@@ -58,6 +58,8 @@ enum Command {
     AcceptAnswer(String, oneshot::Sender<Result<()>>),
     AcceptOffer(String, oneshot::Sender<Result<String>>),
     AddRemoteCandidate(Candidate),
+    /// Answer once everything queued has been sent and acknowledged.
+    Flush(oneshot::Sender<Result<()>>),
 }
 
 /// Handle to a running peer connection task. The task ends when every handle is gone.
@@ -152,6 +154,7 @@ impl PeerConnection {
             open: HashMap::new(),
             outbox,
             remote_described: false,
+            flushing: Vec::new(),
             early_candidates: Vec::new(),
         };
         tokio::spawn(driver.run(rx));
@@ -191,6 +194,12 @@ impl PeerConnection {
     /// Offer with fresh ICE credentials, to resume after a loss (publisher only).
     pub async fn ice_restart_offer(&self) -> Result<String> {
         self.call(Command::IceRestartOffer).await
+    }
+
+    /// Resolves once the outbox is empty and SCTP holds nothing unacknowledged on
+    /// our channels (publisher only): a leave sent after it loses no data.
+    pub async fn flush(&self) -> Result<()> {
+        self.call(Command::Flush).await
     }
 
     /// Offer with our `_reliable` and `_lossy` data channels (publisher only).
@@ -253,9 +262,30 @@ struct Driver {
     outbox: Option<Arc<Outbox>>,
     remote_described: bool,
     early_candidates: Vec<Candidate>,
+    /// Callers waiting for everything sent to be acknowledged.
+    flushing: Vec<oneshot::Sender<Result<()>>>,
 }
 
 impl Driver {
+    /// Answers the flush waiters once nothing is queued or unacknowledged.
+    fn check_flushed(&mut self) {
+        if self.flushing.is_empty() {
+            return;
+        }
+        let queued = self.outbox.as_ref().map_or(0, |o| o.lock().queued());
+        let mut unacked = 0;
+        for id in self.open.values() {
+            if let Some(mut ch) = self.rtc.channel(*id) {
+                unacked += ch.buffered_amount();
+            }
+        }
+        if queued == 0 && unacked == 0 {
+            for w in self.flushing.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 2048];
         loop {
@@ -271,6 +301,7 @@ impl Driver {
                 }
             }
             self.flush_outbox().await;
+            self.check_flushed();
             if !self.rtc.is_alive() {
                 self.emit(PeerEvent::Closed("peer connection closed".into()))
                     .await;
@@ -423,6 +454,10 @@ impl Driver {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
+            Command::Flush(reply) => {
+                self.flushing.push(reply);
+                self.check_flushed();
+            }
             Command::CreateOffer(reply) => {
                 let mut api = self.rtc.sdp_api();
                 if self.open.is_empty() && self.channels.is_empty() {

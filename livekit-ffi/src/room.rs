@@ -126,6 +126,13 @@ pub enum RoomEvent {
     },
     /// Anything about the room changed (counts, recording, metadata...).
     RoomUpdated(RoomInfo),
+    /// The server moved us to another room (its new description).
+    Moved(RoomInfo),
+    /// A chat message (new, edited or deleted) from `sender`.
+    ChatMessage {
+        sender: String,
+        message: crate::ChatMessage,
+    },
     DataReceived(ReceivedData),
     /// A data packet of another kind (RPC, streams, DTMF, transcription...).
     DataPacket(Box<packet::DataPacket>),
@@ -213,6 +220,7 @@ impl RoomState {
             },
             Resp::SpeakersChanged(sp) => self.on_speakers_changed(&sp.speakers),
             Resp::ConnectionQuality(q) => self.on_connection_quality(&q.updates),
+            Resp::RoomMoved(m) => self.on_moved(m),
             other => {
                 log::trace!("unhandled signal message: {other:?}");
                 vec![]
@@ -252,6 +260,20 @@ impl RoomState {
         self.departed
             .insert(identity.to_owned(), (p.sid.clone(), now));
         Some(p)
+    }
+
+    /// The server moved us to another room: the participants there replace the
+    /// ones here (each change reported), then `Moved` with the new room.
+    fn on_moved(&mut self, m: proto::RoomMovedResponse) -> Vec<RoomEvent> {
+        let join = proto::JoinResponse {
+            room: m.room,
+            participant: m.participant,
+            other_participants: m.other_participants,
+            ..Default::default()
+        };
+        let mut events = self.resync(&join);
+        events.push(RoomEvent::Moved(self.room.clone()));
+        events
     }
 
     /// After a full rejoin: reconcile with the new join answer and report the difference.
@@ -524,6 +546,33 @@ mod tests {
             other_participants: vec![info("PA_a", "a", 1)],
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn a_move_replaces_the_participants_then_reports_the_new_room() {
+        let mut s = joined();
+        let moved = proto::RoomMovedResponse {
+            room: Some(proto::Room {
+                sid: "RM_2".into(),
+                name: "other".into(),
+                ..Default::default()
+            }),
+            token: "t2".into(),
+            participant: Some(info("PA_me2", "me", 1)),
+            other_participants: vec![info("PA_c", "c", 1)],
+        };
+        let ev = s.on_signal(
+            proto::signal_response::Message::RoomMoved(moved),
+            Instant::now(),
+        );
+        assert!(
+            matches!(&ev[0], RoomEvent::ParticipantDisconnected { participant, .. } if participant.identity == "a")
+        );
+        assert!(matches!(&ev[1], RoomEvent::ParticipantConnected(p) if p.identity == "c"));
+        assert!(
+            matches!(ev.last(), Some(RoomEvent::Moved(r)) if r.name == "other" && r.sid == "RM_2")
+        );
+        assert_eq!(s.local.sid, "PA_me2");
     }
 
     #[test]

@@ -413,6 +413,23 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Sends `last` (a leave), then closes the WebSocket and waits, briefly, for the
+/// server to close its side. Dropping the socket at once could lose the leave: with
+/// messages of the server still unread, the kernel answers with a reset, and the
+/// server may throw away what it had not read yet (the leave among it), keeping
+/// our participant in the room until it times out.
+async fn close_gracefully(mut ws: WsStream, last: Option<proto::signal_request::Message>) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        if let Some(m) = last {
+            let _ = ws.send(frame(m)).await;
+        }
+        let _ = ws.close(None).await;
+        // Read (and drop) what is still coming until the server closes too.
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
 /// The one task of a signal connection; ends when the socket or the client goes.
 async fn run(
     mut ws: WsStream,
@@ -434,23 +451,10 @@ async fn run(
                         break closed(FailureReason::SignalClose, format!("write failed: {e}"));
                     }
                 }
-                Some(Outgoing::Close(last)) => {
-                    if let Some(m) = last {
-                        let _ = ws.send(frame(m)).await;
-                    }
-                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-                    return;
-                }
-                None => {
-                    // Every handle is gone (e.g. a cancelled join): tell the server we
-                    // left, or it keeps our participant around waiting for a resume.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                        let _ = ws.send(frame(leave_request())).await;
-                        let _ = ws.close(None).await;
-                    })
-                    .await;
-                    return;
-                }
+                Some(Outgoing::Close(last)) => return close_gracefully(ws, last).await,
+                // Every handle is gone (e.g. a cancelled join): tell the server we
+                // left, or it keeps our participant around waiting for a resume.
+                None => return close_gracefully(ws, Some(leave_request())).await,
             },
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {

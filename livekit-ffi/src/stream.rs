@@ -6,6 +6,7 @@
 //! room's other data.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use livekit_core::packet::{data_packet, data_stream};
 use livekit_core::stream::{Event, Receiver, Sender};
@@ -71,10 +72,7 @@ impl StreamOptions {
                 TEXT_MIME_TYPE,
             ),
         };
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let timestamp = crate::engine::unix_millis();
         StreamHeader {
             stream_id: self.id.clone().unwrap_or_else(crate::rpc::random_id),
             timestamp,
@@ -92,10 +90,26 @@ impl StreamOptions {
     }
 }
 
+/// The callbacks of one topic's incoming streams (the ESP32 SDK's handler). They
+/// run on the room's driver task, in order with everything the room receives:
+/// keep them short and hand longer work elsewhere.
+pub trait StreamHandler: Send + Sync {
+    /// A stream on this topic began.
+    fn on_open(&self, _sender: &str, _header: &StreamHeader) {}
+    /// The next piece of `stream_id` (index 0, 1, 2...; text: whole characters).
+    fn on_chunk(&self, stream_id: &str, index: u64, content: &[u8]);
+    /// `stream_id` ended: `reason` is empty for a normal end, else the sender's
+    /// trailer reason or what went wrong here (a missing chunk, the sender left...).
+    fn on_close(&self, _stream_id: &str, _reason: &str, _attributes: &BTreeMap<String, String>) {}
+}
+
 pub(crate) struct Streams {
     sender: Mutex<Sender>,
     receiver: Mutex<Receiver>,
     writers: usize,
+    /// Topic handlers, and the streams they took.
+    handlers: Mutex<HashMap<String, Arc<dyn StreamHandler>>>,
+    routed: Mutex<HashMap<String, Arc<dyn StreamHandler>>>,
 }
 
 impl Streams {
@@ -104,6 +118,8 @@ impl Streams {
             sender: Mutex::new(Sender::new(writers)),
             receiver: Mutex::new(Receiver::new(readers)),
             writers,
+            handlers: Mutex::new(HashMap::new()),
+            routed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -171,9 +187,54 @@ impl Streams {
         sent
     }
 
-    /// Takes in a stream packet from `sender`; `None` for packets of other kinds.
+    /// Takes in a stream packet from `sender`; `None` for packets of other kinds
+    /// and for streams a topic handler takes.
     pub(crate) fn on_packet(&self, sender: &str, value: &data_packet::Value) -> Option<RoomEvent> {
         let event = self.receiver.lock().on_packet(sender, value)?;
+        self.dispatch(event)
+    }
+
+    /// Gives `event` to its topic's handler, or makes it a room event.
+    fn dispatch(&self, event: Event) -> Option<RoomEvent> {
+        let id = match &event {
+            Event::Opened { header, .. } => {
+                let handler = self.handlers.lock().get(&header.topic).cloned();
+                if let (Some(h), Event::Opened { sender, header, .. }) = (handler, &event) {
+                    self.routed
+                        .lock()
+                        .insert(header.stream_id.clone(), h.clone());
+                    h.on_open(sender, header);
+                    return None;
+                }
+                None
+            }
+            Event::Chunk { id, .. } | Event::Closed { id, .. } | Event::Failed { id, .. } => {
+                Some(id.clone())
+            }
+            Event::Refused { .. } => None,
+        };
+        if let Some(id) = id {
+            let handler = self.routed.lock().get(&id).cloned();
+            if let Some(h) = handler {
+                match &event {
+                    Event::Chunk { index, content, .. } => h.on_chunk(&id, *index, content),
+                    Event::Closed { attributes, .. } => {
+                        self.routed.lock().remove(&id);
+                        h.on_close(&id, "", attributes);
+                    }
+                    Event::Failed { error, .. } => {
+                        self.routed.lock().remove(&id);
+                        let reason = match error {
+                            StreamError::Aborted { reason } => reason.clone(),
+                            other => other.to_string(),
+                        };
+                        h.on_close(&id, &reason, &BTreeMap::new());
+                    }
+                    _ => {}
+                }
+                return None;
+            }
+        }
         Some(match event {
             Event::Opened {
                 sender,
@@ -184,7 +245,7 @@ impl Streams {
                 kind,
                 header,
             },
-            Event::Chunk { id, content } => RoomEvent::StreamChunk { id, content },
+            Event::Chunk { id, content, .. } => RoomEvent::StreamChunk { id, content },
             Event::Closed { id, attributes } => RoomEvent::StreamClosed { id, attributes },
             Event::Failed { id, error } => RoomEvent::StreamFailed { id, error },
             Event::Refused {
@@ -204,29 +265,35 @@ impl Streams {
 
     /// `identity` left: its unfinished streams fail.
     pub(crate) fn participant_left(&self, identity: &str) -> Vec<RoomEvent> {
-        failures(self.receiver.lock().on_participant_left(identity))
+        let failed = self.receiver.lock().on_participant_left(identity);
+        failed
+            .into_iter()
+            .filter_map(|e| self.dispatch(e))
+            .collect()
     }
 
     /// We left: unfinished incoming streams fail, outgoing ones are forgotten.
     pub(crate) fn shutdown(&self) -> Vec<RoomEvent> {
         *self.sender.lock() = Sender::new(self.writers);
-        failures(self.receiver.lock().close())
+        let failed = self.receiver.lock().close();
+        failed
+            .into_iter()
+            .filter_map(|e| self.dispatch(e))
+            .collect()
+    }
+
+    pub(crate) fn register(&self, topic: &str, handler: Arc<dyn StreamHandler>) {
+        self.handlers.lock().insert(topic.to_owned(), handler);
+    }
+
+    pub(crate) fn unregister(&self, topic: &str) {
+        self.handlers.lock().remove(topic);
     }
 
     /// Nobody reads stream `id`: what still comes for it is dropped.
     pub(crate) fn discard(&self, id: &str) {
         self.receiver.lock().discard(id);
     }
-}
-
-fn failures(events: Vec<Event>) -> Vec<RoomEvent> {
-    events
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Failed { id, error } => Some(RoomEvent::StreamFailed { id, error }),
-            _ => None,
-        })
-        .collect()
 }
 
 /// An open outgoing stream. Write to it, then close it; dropped unclosed, it ends

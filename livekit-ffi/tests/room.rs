@@ -281,3 +281,31 @@ async fn updates_without_the_grant_are_refused_by_the_server() {
     assert!(err.to_string().contains("NOT_ALLOWED"), "{err}");
     assert_eq!(room.local_participant().metadata, "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_published_right_before_a_disconnect_still_arrives() {
+    common::init_logs();
+    let server = Server::start();
+    let (alice, _alice_rx) = server.join("flush", "alice").await;
+    let (_bob, mut bob_rx) = server.join("flush", "bob").await;
+    for i in 0u32..200 {
+        let payload = vec![i as u8; 8 * 1024];
+        alice
+            .publish_data(user(payload, Some("last"), &[]), DataKind::Reliable)
+            .await
+            .unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    alice.disconnect().await;
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    let mut got = 0u32;
+    while got < 200 {
+        let d = wait_for(&mut bob_rx, T, |e| match e {
+            RoomEvent::DataReceived(d) => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(d.payload[0], got as u8);
+        got += 1;
+    }
+}

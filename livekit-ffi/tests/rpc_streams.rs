@@ -229,3 +229,115 @@ async fn stream_bounds_refuse_clearly() {
     ));
     alice.disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_messages_are_sent_edited_and_received() {
+    common::init_logs();
+    let server = Server::start();
+    let (alice, _alice_rx) = server.join("chat", "alice").await;
+    let (bob, mut bob_rx) = server.join("chat", "bob").await;
+    let sent = alice.send_chat_message("hi bob", vec![]).await.unwrap();
+    assert!(!sent.id.is_empty() && sent.timestamp > 0);
+    let got = wait_for(&mut bob_rx, T, |e| match e {
+        RoomEvent::ChatMessage { sender, message } if sender == "alice" => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, sent);
+    let edited = alice
+        .edit_chat_message("hi Bob!", sent.clone(), vec!["bob".into()])
+        .await
+        .unwrap();
+    let got = wait_for(&mut bob_rx, T, |e| match e {
+        RoomEvent::ChatMessage { message, .. } => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (got.id.as_str(), got.message.as_str()),
+        (sent.id.as_str(), "hi Bob!")
+    );
+    assert_eq!(got.edit_timestamp, edited.edit_timestamp);
+    assert!(got.edit_timestamp.is_some());
+    alice.disconnect().await;
+    bob.disconnect().await;
+}
+
+/// The ESP32 SDK's stream semantics from Rust: a per-topic handler sees open, each
+/// chunk with its index, and close with the trailer's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_handlers_see_open_chunks_and_close_with_the_reason() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+    impl livekit_ffi::StreamHandler for Log {
+        fn on_open(&self, sender: &str, header: &livekit_ffi::StreamHeader) {
+            self.0.lock().unwrap().push(format!(
+                "open {} {sender} {}",
+                header.stream_id, header.topic
+            ));
+        }
+        fn on_chunk(&self, stream_id: &str, index: u64, content: &[u8]) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("chunk {stream_id} {index} {}", content.len()));
+        }
+        fn on_close(
+            &self,
+            stream_id: &str,
+            reason: &str,
+            _attributes: &std::collections::BTreeMap<String, String>,
+        ) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("close {stream_id} {reason:?}"));
+        }
+    }
+
+    common::init_logs();
+    let server = Server::start();
+    let (alice, _alice_rx) = server.join("topics", "alice").await;
+    let (bob, mut bob_rx) = server.join("topics", "bob").await;
+    let log = Arc::new(Log::default());
+    bob.register_stream_handler("sensor", log.clone());
+
+    let mut a = StreamOptions::bytes("sensor", "a");
+    a.id = Some("A".into());
+    let mut b = StreamOptions::text("sensor");
+    b.id = Some("B".into());
+    let wa = alice.stream_open(a).await.unwrap();
+    let wb = alice.stream_open(b).await.unwrap();
+    wa.write(&vec![7u8; 20_000]).await.unwrap();
+    wb.write("ok".as_bytes()).await.unwrap();
+    wb.close("", HashMap::new()).await.unwrap();
+    wa.close("sensor unplugged", HashMap::new()).await.unwrap();
+    // Another topic is still a room event.
+    alice
+        .stream_send(b"x", StreamOptions::bytes("other", "x"))
+        .await
+        .unwrap();
+    wait_for(&mut bob_rx, T, |e| match e {
+        RoomEvent::StreamOpened { header, .. } if header.topic == "other" => Some(()),
+        RoomEvent::StreamOpened { header, .. } => panic!("handled topic as event: {header:?}"),
+        _ => None,
+    })
+    .await;
+    let seen = log.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            "open A alice sensor",
+            "open B alice sensor",
+            "chunk A 0 15000",
+            "chunk A 1 5000",
+            "chunk B 0 2",
+            "close B \"\"",
+            "close A \"sensor unplugged\"",
+        ]
+    );
+    alice.disconnect().await;
+    bob.disconnect().await;
+}

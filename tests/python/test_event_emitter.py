@@ -74,3 +74,17 @@ def test_handler_errors_are_logged_and_isolated(caplog: pytest.LogCaptureFixture
         em.emit("e")
     assert calls == ["after"]
     assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
+
+
+def test_a_type_error_in_a_handler_propagates_as_in_the_official_sdk() -> None:
+    emitter: EventEmitter[str] = EventEmitter()
+    calls: List[int] = []
+
+    def wrong(a: int) -> None:
+        calls.append(a)
+        raise TypeError("bad handler")
+
+    emitter.on("e", wrong)
+    with pytest.raises(TypeError):
+        emitter.emit("e", 1)
+    assert calls == [1]

@@ -106,3 +106,30 @@ async def test_official_peer_script_runs_unchanged_on_our_package(
         data = [x for x in lines if x["event"] == "data"]
         assert [x["payload"] for x in data] == [f"official-reliable-{i}" for i in range(3)]
         assert all(x["sender"] == other and x["topic"] == "from-official" for x in data)
+
+
+async def test_sip_dtmf_both_ways_with_official_sdk(server: Any, token: Any, join: Join) -> None:
+    peer = await asyncio.create_subprocess_exec(
+        official_python(), str(ROOT / "tests" / "interop" / "dtmf_peer.py"),
+        server.url, token("official"), "ours", "30",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        room = await join("ours")
+        rec = Recorder(room, "sip_dtmf_received")
+        assert await settle(lambda: "official" in room.remote_participants, timeout=30)
+        assert await settle(lambda: bool(rec.of("sip_dtmf_received")), timeout=30)
+        dtmf = rec.of("sip_dtmf_received")[0][0]
+        assert (dtmf.code, dtmf.digit) == (3, "3")
+        assert dtmf.participant is room.remote_participants["official"]
+        await room.local_participant.publish_dtmf(code=11, digit="#")
+        out, err = await asyncio.wait_for(peer.communicate(), 45)
+    finally:
+        if peer.returncode is None:
+            peer.kill()
+            await peer.wait()
+    lines = [json.loads(x) for x in out.decode().splitlines() if x.strip()]
+    assert peer.returncode == 0, err.decode()[-2000:]
+    assert [x for x in lines if x["event"] == "dtmf"] == [
+        {"event": "dtmf", "code": 11, "digit": "#", "sender": "ours"}
+    ]

@@ -17,6 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
 use super::io::{Action, Input};
+
+/// How long a disconnect waits for published data to be acknowledged.
+const FLUSH_ON_LEAVE: std::time::Duration = std::time::Duration::from_secs(2);
 use super::machine::Engine;
 use super::requests::RequestError;
 use super::{Command, RoomOptions, Shared};
@@ -104,6 +107,7 @@ impl Driver {
                     Some(Command::Disconnect(reply, reason)) => {
                         self.leaving.push(reply);
                         self.leave_reason = reason;
+                        self.flush_before_leaving().await;
                         Input::Leave
                     }
                     Some(Command::Update(req, reply)) => {
@@ -253,6 +257,15 @@ impl Driver {
             Action::Finished => {}
         }
         None
+    }
+
+    /// Gives data already published a moment to reach the server before the leave
+    /// closes everything: `publish_data` resolving and then `disconnect` must not
+    /// lose the packet. Bounded, and skipped when there is no publisher.
+    async fn flush_before_leaving(&mut self) {
+        if let Some(publisher) = &self.publisher {
+            let _ = tokio::time::timeout(FLUSH_ON_LEAVE, publisher.flush()).await;
+        }
     }
 
     fn peer(&self, role: PeerRole) -> Option<&PeerConnection> {

@@ -509,6 +509,13 @@ impl Engine {
                 *self.shared.token.lock() = token.clone();
                 vec![RoomEvent::TokenRefreshed(token)]
             }
+            Resp::RoomMoved(m) => {
+                // The session now belongs to the other room: resume with its token.
+                *self.shared.token.lock() = m.token.clone();
+                let mut events = vec![RoomEvent::TokenRefreshed(m.token.clone())];
+                events.extend(self.shared.state.lock().on_signal(Resp::RoomMoved(m), now));
+                events
+            }
             other => self.shared.state.lock().on_signal(other, now),
         };
         for ev in events {

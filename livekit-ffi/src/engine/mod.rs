@@ -64,6 +64,14 @@ impl Default for RoomOptions {
     }
 }
 
+/// Milliseconds since the Unix epoch, as chat messages and streams carry them.
+pub(crate) fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// What the `Room` handle, the driver and the machine share.
 pub(crate) struct Shared {
     pub(crate) state: Mutex<RoomState>,
@@ -112,6 +120,10 @@ impl Shared {
             | packet::data_packet::Value::StreamTrailer(_) => {
                 self.streams.on_packet(sender, value).into_iter().collect()
             }
+            packet::data_packet::Value::ChatMessage(m) => vec![RoomEvent::ChatMessage {
+                sender: sender.clone(),
+                message: m.clone(),
+            }],
             _ => vec![RoomEvent::DataPacket(p)],
         }
     }
@@ -286,6 +298,47 @@ impl Room {
             .respond(&self.shared.outbox, &identity, id, answer)
     }
 
+    /// Sends a chat message; resolves with it (its id and timestamp) once sent.
+    pub async fn send_chat_message(
+        &self,
+        message: &str,
+        destinations: Vec<String>,
+    ) -> Result<packet::ChatMessage> {
+        let chat = packet::ChatMessage {
+            id: crate::rpc::random_id(),
+            timestamp: unix_millis(),
+            message: message.to_owned(),
+            ..Default::default()
+        };
+        self.send_chat(chat.clone(), destinations).await?;
+        Ok(chat)
+    }
+
+    /// Replaces the text of a message we sent; resolves with the edited message.
+    pub async fn edit_chat_message(
+        &self,
+        text: &str,
+        original: packet::ChatMessage,
+        destinations: Vec<String>,
+    ) -> Result<packet::ChatMessage> {
+        let chat = packet::ChatMessage {
+            message: text.to_owned(),
+            edit_timestamp: Some(unix_millis()),
+            ..original
+        };
+        self.send_chat(chat.clone(), destinations).await?;
+        Ok(chat)
+    }
+
+    async fn send_chat(&self, chat: packet::ChatMessage, destinations: Vec<String>) -> Result<()> {
+        let identity = self.shared.identity();
+        let value = packet::data_packet::Value::ChatMessage(chat);
+        self.shared
+            .outbox
+            .send_packets_when_room(&identity, vec![(destinations, value)])
+            .await
+    }
+
     /// Opens a data stream; write to the returned writer, then close it.
     pub async fn stream_open(&self, options: StreamOptions) -> Result<StreamWriter> {
         let header = options.header();
@@ -350,6 +403,20 @@ impl Room {
             id,
             "writer dropped before close",
         );
+    }
+
+    /// Hands the streams of `topic` to `handler` (open, each chunk, close) instead
+    /// of reporting them as room events.
+    pub fn register_stream_handler(
+        &self,
+        topic: &str,
+        handler: std::sync::Arc<dyn crate::stream::StreamHandler>,
+    ) {
+        self.shared.streams.register(topic, handler);
+    }
+
+    pub fn unregister_stream_handler(&self, topic: &str) {
+        self.shared.streams.unregister(topic);
     }
 
     /// Stops receiving stream `id`: what still comes for it is dropped.

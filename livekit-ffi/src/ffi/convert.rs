@@ -381,6 +381,13 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
             })
         }
         RoomEvent::RoomUpdated(info) => RoomEv::RoomUpdated(room_info(&info)),
+        RoomEvent::Moved(info) => RoomEv::Moved(room_info(&info)),
+        RoomEvent::ChatMessage { sender, message } => {
+            RoomEv::ChatMessage(proto::ChatMessageReceived {
+                message: super::chat::to_proto(&message),
+                participant_identity: sender,
+            })
+        }
         RoomEvent::TokenRefreshed(token) => RoomEv::TokenRefreshed(proto::TokenRefreshed { token }),
         RoomEvent::Disconnected { reason } => RoomEv::Disconnected(proto::Disconnected {
             reason: disconnect_reason(reason) as i32,

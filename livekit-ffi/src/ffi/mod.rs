@@ -9,6 +9,7 @@
 //! binding calls [`FfiServer`] directly.
 
 mod cabi;
+mod chat;
 mod convert;
 mod data_stream;
 mod delivery;
@@ -288,6 +289,8 @@ impl FfiServer {
             Req::SetLocalAttributes(r) => {
                 room::set_local_attributes(self, r).map(Res::SetLocalAttributes)
             }
+            Req::SendChatMessage(r) => chat::send(self, r).map(Res::SendChatMessage),
+            Req::EditChatMessage(r) => chat::edit(self, r).map(Res::SendChatMessage),
             Req::PerformRpc(r) => rpc::perform(self, r).map(Res::PerformRpc),
             Req::RegisterRpcMethod(r) => rpc::register(self, r).map(Res::RegisterRpcMethod),
             Req::UnregisterRpcMethod(r) => rpc::unregister(self, r).map(Res::UnregisterRpcMethod),

@@ -91,12 +91,16 @@ class EventEmitter(Generic[T]):
                 del self._handlers[event]
 
     def emit(self, event: T, *args: Any) -> None:
-        """Calls the handlers of `event` with `args`; their exceptions are logged."""
+        """Calls the handlers of `event` with `args`. Their exceptions are logged,
+        except a `TypeError` (usually a handler with the wrong signature), which
+        propagates, as the official SDK's emitter lets it."""
         handlers = self._handlers.get(event)
         if not handlers:
             return
         for callback, arity in list(handlers.items()):
             try:
                 callback(*(args if arity is None else args[:arity]))
+            except TypeError:
+                raise
             except Exception:
                 logger.exception("error in a handler of the %r event", event)

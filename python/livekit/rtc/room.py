@@ -69,6 +69,7 @@ EventTypes = Literal[
     "reconnecting",
     "reconnected",
     "room_updated",
+    "moved",
     "token_refreshed",
 ]
 
@@ -561,6 +562,11 @@ class Room(EventEmitter[EventTypes]):
             if self._info.sid:
                 self._set_sid(self._info.sid)
             self.emit("room_updated")
+        elif which == "moved":
+            self._info.CopyFrom(event.moved)
+            if self._info.sid:
+                self._set_sid(self._info.sid)
+            self.emit("moved")
         elif which == "connection_state_changed":
             self._state = event.connection_state_changed.state
             self.emit("connection_state_changed", self._state)

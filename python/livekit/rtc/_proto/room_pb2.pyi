@@ -1398,7 +1398,9 @@ class RoomEvent(google.protobuf.message.Message):
     EOS_FIELD_NUMBER: builtins.int
     DATA_PACKET_RECEIVED_FIELD_NUMBER: builtins.int
     TRANSCRIPTION_RECEIVED_FIELD_NUMBER: builtins.int
+    CHAT_MESSAGE_FIELD_NUMBER: builtins.int
     ROOM_UPDATED_FIELD_NUMBER: builtins.int
+    MOVED_FIELD_NUMBER: builtins.int
     PARTICIPANTS_UPDATED_FIELD_NUMBER: builtins.int
     TOKEN_REFRESHED_FIELD_NUMBER: builtins.int
     BYTE_STREAM_OPENED_FIELD_NUMBER: builtins.int
@@ -1439,7 +1441,11 @@ class RoomEvent(google.protobuf.message.Message):
     @property
     def transcription_received(self) -> global___TranscriptionReceived: ...
     @property
+    def chat_message(self) -> global___ChatMessageReceived: ...
+    @property
     def room_updated(self) -> global___RoomInfo: ...
+    @property
+    def moved(self) -> global___RoomInfo: ...
     @property
     def participants_updated(self) -> global___ParticipantsUpdated: ...
     @property
@@ -1472,7 +1478,9 @@ class RoomEvent(google.protobuf.message.Message):
         eos: global___RoomEOS | None = ...,
         data_packet_received: global___DataPacketReceived | None = ...,
         transcription_received: global___TranscriptionReceived | None = ...,
+        chat_message: global___ChatMessageReceived | None = ...,
         room_updated: global___RoomInfo | None = ...,
+        moved: global___RoomInfo | None = ...,
         participants_updated: global___ParticipantsUpdated | None = ...,
         token_refreshed: global___TokenRefreshed | None = ...,
         byte_stream_opened: global___ByteStreamOpened | None = ...,
@@ -1480,9 +1488,9 @@ class RoomEvent(google.protobuf.message.Message):
         participant_permission_changed: global___ParticipantPermissionChanged | None = ...,
         participant_active: global___ParticipantActive | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "transcription_received", "room_updated", "participants_updated", "token_refreshed", "byte_stream_opened", "text_stream_opened", "participant_permission_changed", "participant_active"] | None: ...
+    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "chat_message", b"chat_message", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "moved", b"moved", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "chat_message", b"chat_message", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "moved", b"moved", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "transcription_received", "chat_message", "room_updated", "moved", "participants_updated", "token_refreshed", "byte_stream_opened", "text_stream_opened", "participant_permission_changed", "participant_active"] | None: ...
 
 global___RoomEvent = RoomEvent
 
@@ -1529,3 +1537,158 @@ class TextStreamOpened(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "reader", b"reader"]) -> None: ...
 
 global___TextStreamOpened = TextStreamOpened
+
+@typing.final
+class ChatMessage(google.protobuf.message.Message):
+    """Chat messages (the data channel's ChatMessage)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    TIMESTAMP_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    EDIT_TIMESTAMP_FIELD_NUMBER: builtins.int
+    DELETED_FIELD_NUMBER: builtins.int
+    GENERATED_FIELD_NUMBER: builtins.int
+    id: builtins.str
+    timestamp: builtins.int
+    message: builtins.str
+    edit_timestamp: builtins.int
+    deleted: builtins.bool
+    generated: builtins.bool
+    def __init__(
+        self,
+        *,
+        id: builtins.str | None = ...,
+        timestamp: builtins.int | None = ...,
+        message: builtins.str | None = ...,
+        edit_timestamp: builtins.int | None = ...,
+        deleted: builtins.bool | None = ...,
+        generated: builtins.bool | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["deleted", b"deleted", "edit_timestamp", b"edit_timestamp", "generated", b"generated", "id", b"id", "message", b"message", "timestamp", b"timestamp"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["deleted", b"deleted", "edit_timestamp", b"edit_timestamp", "generated", b"generated", "id", b"id", "message", b"message", "timestamp", b"timestamp"]) -> None: ...
+
+global___ChatMessage = ChatMessage
+
+@typing.final
+class ChatMessageReceived(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: builtins.int
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    @property
+    def message(self) -> global___ChatMessage: ...
+    def __init__(
+        self,
+        *,
+        message: global___ChatMessage | None = ...,
+        participant_identity: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["message", b"message", "participant_identity", b"participant_identity"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["message", b"message", "participant_identity", b"participant_identity"]) -> None: ...
+
+global___ChatMessageReceived = ChatMessageReceived
+
+@typing.final
+class SendChatMessageRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LOCAL_PARTICIPANT_HANDLE_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    DESTINATION_IDENTITIES_FIELD_NUMBER: builtins.int
+    SENDER_IDENTITY_FIELD_NUMBER: builtins.int
+    REQUEST_ASYNC_ID_FIELD_NUMBER: builtins.int
+    local_participant_handle: builtins.int
+    message: builtins.str
+    sender_identity: builtins.str
+    request_async_id: builtins.int
+    @property
+    def destination_identities(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        local_participant_handle: builtins.int | None = ...,
+        message: builtins.str | None = ...,
+        destination_identities: collections.abc.Iterable[builtins.str] | None = ...,
+        sender_identity: builtins.str | None = ...,
+        request_async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["local_participant_handle", b"local_participant_handle", "message", b"message", "request_async_id", b"request_async_id", "sender_identity", b"sender_identity"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["destination_identities", b"destination_identities", "local_participant_handle", b"local_participant_handle", "message", b"message", "request_async_id", b"request_async_id", "sender_identity", b"sender_identity"]) -> None: ...
+
+global___SendChatMessageRequest = SendChatMessageRequest
+
+@typing.final
+class EditChatMessageRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LOCAL_PARTICIPANT_HANDLE_FIELD_NUMBER: builtins.int
+    EDIT_TEXT_FIELD_NUMBER: builtins.int
+    ORIGINAL_MESSAGE_FIELD_NUMBER: builtins.int
+    DESTINATION_IDENTITIES_FIELD_NUMBER: builtins.int
+    SENDER_IDENTITY_FIELD_NUMBER: builtins.int
+    REQUEST_ASYNC_ID_FIELD_NUMBER: builtins.int
+    local_participant_handle: builtins.int
+    edit_text: builtins.str
+    sender_identity: builtins.str
+    request_async_id: builtins.int
+    @property
+    def original_message(self) -> global___ChatMessage: ...
+    @property
+    def destination_identities(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        local_participant_handle: builtins.int | None = ...,
+        edit_text: builtins.str | None = ...,
+        original_message: global___ChatMessage | None = ...,
+        destination_identities: collections.abc.Iterable[builtins.str] | None = ...,
+        sender_identity: builtins.str | None = ...,
+        request_async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["edit_text", b"edit_text", "local_participant_handle", b"local_participant_handle", "original_message", b"original_message", "request_async_id", b"request_async_id", "sender_identity", b"sender_identity"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["destination_identities", b"destination_identities", "edit_text", b"edit_text", "local_participant_handle", b"local_participant_handle", "original_message", b"original_message", "request_async_id", b"request_async_id", "sender_identity", b"sender_identity"]) -> None: ...
+
+global___EditChatMessageRequest = EditChatMessageRequest
+
+@typing.final
+class SendChatMessageResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id"]) -> None: ...
+
+global___SendChatMessageResponse = SendChatMessageResponse
+
+@typing.final
+class SendChatMessageCallback(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    CHAT_MESSAGE_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    error: builtins.str
+    @property
+    def chat_message(self) -> global___ChatMessage: ...
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+        error: builtins.str | None = ...,
+        chat_message: global___ChatMessage | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id", "chat_message", b"chat_message", "error", b"error", "message", b"message"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id", "chat_message", b"chat_message", "error", b"error", "message", b"message"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["error", "chat_message"] | None: ...
+
+global___SendChatMessageCallback = SendChatMessageCallback
