@@ -161,10 +161,10 @@ def _connection_quality(value: int) -> ConnectionQuality:
 class Participant:
     """What every participant has: identity, names, metadata, attributes."""
 
-    def __init__(self, owned: proto_participant.OwnedParticipant) -> None:
+    def __init__(self, owned_info: proto_participant.OwnedParticipant) -> None:
         self._info = proto_participant.ParticipantInfo()
-        self._info.CopyFrom(owned.info)
-        self._handle: Optional[int] = owned.handle.id
+        self._info.CopyFrom(owned_info.info)
+        self._handle: Optional[int] = owned_info.handle.id
         self._connection_quality = ConnectionQuality.QUALITY_UNKNOWN
 
     @property
@@ -263,8 +263,8 @@ class LocalParticipant(Participant):
     """This client in the room: publishes data, streams and RPCs, and updates its
     own info."""
 
-    def __init__(self, owned: proto_participant.OwnedParticipant) -> None:
-        super().__init__(owned)
+    def __init__(self, owned_info: proto_participant.OwnedParticipant) -> None:
+        super().__init__(owned_info)
         self._send_window = _SendWindow(_SEND_WINDOW_BYTES)
         self._rpc_handlers: Dict[str, RpcHandler] = {}
         self._rpc_interceptors: List[RpcInterceptor] = []
