@@ -35,9 +35,20 @@ from .participant import (
     RemoteParticipant,
 )
 from .transcription import Transcription, TranscriptionSegment
+from .rpc import RpcCallInfo, RpcError, RpcInterceptor, RpcInvocationData
+from .data_stream import (
+    ByteStreamInfo,
+    ByteStreamReader,
+    ByteStreamWriter,
+    StreamError,
+    TextStreamInfo,
+    TextStreamReader,
+    TextStreamWriter,
+)
 from .room import (
     ConnectError,
     DataPacket,
+    DataStreamOptions,
     Room,
     RoomOptions,
     RtcConfiguration,
@@ -46,7 +57,19 @@ from .room import (
 from .version import __version__
 
 __all__ = [
+    "ByteStreamInfo",
+    "ByteStreamReader",
+    "ByteStreamWriter",
     "ConnectError",
+    "DataStreamOptions",
+    "RpcCallInfo",
+    "RpcError",
+    "RpcInterceptor",
+    "RpcInvocationData",
+    "StreamError",
+    "TextStreamInfo",
+    "TextStreamReader",
+    "TextStreamWriter",
     "ConnectionQuality",
     "ParticipantKindDetail",
     "ConnectionState",

@@ -6,7 +6,9 @@ the core (a drop from inside its callback could re-enter it); each event is hand
 exactly one event loop with `call_soon_threadsafe`:
 
 * a callback carrying an `async_id` goes to the waiter registered for that id;
-* a room event goes to the room registered for its `room_handle`.
+* a room event goes to the room registered for its `room_handle`;
+* an event keyed by another handle (an RPC invocation for a local participant, the
+  chunks of a stream reader) goes to the route registered for that handle.
 
 Every event is delivered to one consumer, never broadcast to all rooms. An event that
 nobody can take any more (its room was closed, its waiter gave up, its loop is closed)
@@ -37,6 +39,14 @@ EventHandler = Callable[[proto_ffi.FfiEvent], None]
 _MAX_EARLY_EVENTS = 4096
 # Closed room handles remembered so their late events are dropped at once, not held.
 _MAX_CLOSED_ROOMS = 4096
+
+# Events that belong to a native object rather than to a request: the field of the
+# event's message that names the object's handle.
+_KEYED_EVENTS = {
+    "rpc_method_invocation": "local_participant_handle",
+    "text_stream_reader_event": "reader_handle",
+    "byte_stream_reader_event": "reader_handle",
+}
 
 _LOG_LEVELS = {
     proto_ffi.LOG_ERROR: logging.ERROR,
@@ -70,6 +80,10 @@ class _Waiter:
 def owned_handles(event: proto_ffi.FfiEvent) -> List[int]:
     """The native handles an event hands over to its receiver."""
     which = event.WhichOneof("message")
+    if which == "text_stream_open" and event.text_stream_open.HasField("writer"):
+        return [event.text_stream_open.writer.handle.id]
+    if which == "byte_stream_open" and event.byte_stream_open.HasField("writer"):
+        return [event.byte_stream_open.writer.handle.id]
     if which == "connect":
         if event.connect.WhichOneof("message") != "result":
             return []
@@ -92,6 +106,10 @@ def room_event_handles(event: Any) -> List[int]:
         packet = event.data_packet_received
         if packet.WhichOneof("value") == "user":
             return [packet.user.data.handle.id]
+    if which == "text_stream_opened":
+        return [event.text_stream_opened.reader.handle.id]
+    if which == "byte_stream_opened":
+        return [event.byte_stream_opened.reader.handle.id]
     return []
 
 
@@ -132,6 +150,7 @@ class FfiClient:
         self._ids = itertools.count(1)
         self._waiters: Dict[int, _Waiter] = {}
         self._rooms: Dict[int, Tuple[asyncio.AbstractEventLoop, EventHandler]] = {}
+        self._routes: Dict[Tuple[str, int], Tuple[asyncio.AbstractEventLoop, EventHandler]] = {}
         self._early: Dict[int, List[proto_ffi.FfiEvent]] = {}
         self._early_count = 0
         self._closed_rooms: Dict[int, None] = {}
@@ -237,6 +256,25 @@ class FfiClient:
         self._early_count -= len(early)
         return early
 
+    def add_route(
+        self, kind: str, handle: int, loop: asyncio.AbstractEventLoop, handler: EventHandler
+    ) -> None:
+        """Routes the `kind` events (see `_KEYED_EVENTS`) of one native object to
+        `handler`, called on `loop`. Register before the core can emit them."""
+        assert kind in _KEYED_EVENTS, kind
+        with self._lock:
+            self._routes[(kind, handle)] = (loop, handler)
+
+    def remove_route(self, kind: str, handle: int) -> None:
+        """Stops a route; its later events are dropped (they own no handles)."""
+        with self._lock:
+            self._routes.pop((kind, handle), None)
+
+    def route_count(self) -> int:
+        """Keyed routes currently registered (for tests)."""
+        with self._lock:
+            return len(self._routes)
+
     def room_count(self) -> int:
         """Rooms currently routed (for tests)."""
         with self._lock:
@@ -269,6 +307,9 @@ class FfiClient:
                 _forward_logs(event.logs)
             elif which == "panic":
                 logger.error("the livekit core panicked: %s", event.panic.message)
+            elif which in _KEYED_EVENTS:
+                message = getattr(event, which)
+                self._on_keyed_event(which, getattr(message, _KEYED_EVENTS[which]), event)
             elif which is not None:
                 self._on_callback(getattr(event, which).async_id, event)
         except Exception:
@@ -312,6 +353,15 @@ class FfiClient:
             for early in self._take_early(room_handle):
                 _post(waiter.loop, waiter.room_sink, early)
         return []
+
+    def _on_keyed_event(self, kind: str, handle: int, event: proto_ffi.FfiEvent) -> None:
+        with self._lock:
+            route = self._routes.get((kind, handle))
+            if route is not None and not _post(route[0], route[1], event):
+                del self._routes[(kind, handle)]  # its loop is closed
+                route = None
+        if route is None:
+            logger.debug("dropped a %s event for handle %d: nobody takes it", kind, handle)
 
     def _on_room_event(self, event: proto_ffi.FfiEvent) -> None:
         room_handle = event.room_event.room_handle

@@ -12,12 +12,50 @@ import asyncio
 import collections
 import datetime
 import enum
-from typing import Deque, Dict, List, Mapping, Optional, Tuple, Union
+import functools
+import inspect
+import mimetypes
+import os
+from typing import (
+    Awaitable,
+    Callable,
+    Deque,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from ._ffi_client import FfiClient, FfiRequestError, address_of
+from ._proto import data_stream_pb2 as proto_data_stream
 from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
+from ._proto import rpc_pb2 as proto_rpc
+from .data_stream import (
+    BaseStreamWriter,
+    ByteStreamInfo,
+    ByteStreamWriter,
+    StreamError,
+    TextStreamInfo,
+    TextStreamWriter,
+    _byte_stream_info_from_proto,
+    _text_stream_info_from_proto,
+)
+from .log import logger
+from .rpc import (
+    RpcCallInfo,
+    RpcError,
+    RpcInterceptor,
+    RpcInvocationData,
+    _chain_incoming,
+    _chain_outgoing,
+)
 from .transcription import Transcription
 
 
@@ -123,10 +161,10 @@ def _connection_quality(value: int) -> ConnectionQuality:
 class Participant:
     """What every participant has: identity, names, metadata, attributes."""
 
-    def __init__(self, owned: proto_participant.OwnedParticipant) -> None:
+    def __init__(self, owned_info: proto_participant.OwnedParticipant) -> None:
         self._info = proto_participant.ParticipantInfo()
-        self._info.CopyFrom(owned.info)
-        self._handle: Optional[int] = owned.handle.id
+        self._info.CopyFrom(owned_info.info)
+        self._handle: Optional[int] = owned_info.handle.id
         self._connection_quality = ConnectionQuality.QUALITY_UNKNOWN
 
     @property
@@ -211,12 +249,27 @@ class RemoteParticipant(Participant):
     """Another participant of the room."""
 
 
-class LocalParticipant(Participant):
-    """This client in the room: publishes data and updates its own info."""
+RpcHandler = Callable[[RpcInvocationData], Union[Awaitable[Optional[str]], Optional[str]]]
+F = TypeVar(
+    "F", bound=Callable[[RpcInvocationData], Union[Awaitable[Optional[str]], Optional[str]]]
+)
 
-    def __init__(self, owned: proto_participant.OwnedParticipant) -> None:
-        super().__init__(owned)
+# How long a cancelled incoming call's handler gets to unwind before its caller is
+# answered without it (disconnect() waits for this).
+_RPC_UNWIND_TIMEOUT = 2.0
+
+
+class LocalParticipant(Participant):
+    """This client in the room: publishes data, streams and RPCs, and updates its
+    own info."""
+
+    def __init__(self, owned_info: proto_participant.OwnedParticipant) -> None:
+        super().__init__(owned_info)
         self._send_window = _SendWindow(_SEND_WINDOW_BYTES)
+        self._rpc_handlers: Dict[str, RpcHandler] = {}
+        self._rpc_interceptors: List[RpcInterceptor] = []
+        self._rpc_tasks: Set["asyncio.Task[None]"] = set()
+        self._stream_writers: Set[BaseStreamWriter] = set()
 
     async def publish_data(
         self,
@@ -295,6 +348,377 @@ class LocalParticipant(Participant):
         if event.publish_transcription.HasField("error"):
             raise PublishTranscriptionError(event.publish_transcription.error)
 
+    # ---- RPC ------------------------------------------------------------------------
+
+    async def perform_rpc(
+        self,
+        *,
+        destination_identity: str,
+        method: str,
+        payload: str,
+        response_timeout: Optional[float] = None,
+        max_round_trip_latency: Optional[float] = None,
+    ) -> str:
+        """Calls `method` at the participant `destination_identity` and returns its
+        answer.
+
+        `response_timeout` (default 15 s) bounds the wait for the answer once the
+        call was acknowledged; `max_round_trip_latency` (default 7 s) bounds the wait
+        for that acknowledgement. Payloads are limited to 15 KiB. Raises `RpcError`
+        (see `RpcError.ErrorCode`, or the handler's own code).
+        """
+        call = RpcCallInfo(
+            destination_identity=destination_identity,
+            method=method,
+            payload=payload,
+            response_timeout=response_timeout,
+            max_round_trip_latency=max_round_trip_latency,
+        )
+        # A snapshot: interceptors added during the call do not join it.
+        perform = _chain_outgoing(list(self._rpc_interceptors), self._perform_rpc_ffi)
+        return await perform(call)
+
+    async def _perform_rpc_ffi(self, call: RpcCallInfo) -> str:
+        if self._handle is None:
+            raise RpcError._built_in(RpcError.ErrorCode.SEND_FAILED, "the room is not connected")
+        req = proto_ffi.FfiRequest()
+        pr = req.perform_rpc
+        pr.local_participant_handle = self._handle
+        pr.destination_identity = call.destination_identity
+        pr.method = call.method
+        pr.payload = call.payload
+        if call.response_timeout is not None:
+            pr.response_timeout_ms = max(0, int(call.response_timeout * 1000))
+        if call.max_round_trip_latency is not None:
+            pr.max_round_trip_latency_ms = max(0, int(call.max_round_trip_latency * 1000))
+        try:
+            event = await FfiClient.instance().call(req)
+        except FfiRequestError as e:
+            raise RpcError._built_in(RpcError.ErrorCode.SEND_FAILED, str(e)) from None
+        cb = event.perform_rpc
+        if cb.HasField("error"):
+            raise RpcError._from_proto(cb.error)
+        return cb.payload
+
+    def add_rpc_interceptor(self, interceptor: RpcInterceptor) -> None:
+        """Wraps every later call made or served by this participant with
+        `interceptor` (the first added is the outermost); adding it twice does
+        nothing."""
+        if all(existing is not interceptor for existing in self._rpc_interceptors):
+            self._rpc_interceptors.append(interceptor)
+
+    def remove_rpc_interceptor(self, interceptor: RpcInterceptor) -> None:
+        """Removes `interceptor`; calls under way keep the chain they started with."""
+        self._rpc_interceptors = [i for i in self._rpc_interceptors if i is not interceptor]
+
+    @overload
+    def register_rpc_method(self, method_name: str, handler: F) -> F: ...
+
+    @overload
+    def register_rpc_method(
+        self, method_name: str, handler: None = None
+    ) -> Callable[[F], F]: ...
+
+    def register_rpc_method(
+        self, method_name: str, handler: Optional[F] = None
+    ) -> Union[F, Callable[[F], F]]:
+        """Serves calls of `method_name` with `handler`; without a handler, returns
+        a decorator.
+
+        The handler gets an `RpcInvocationData` and returns the answer (a string),
+        directly or as a coroutine. It is cancelled when the caller's response
+        timeout passes. An `RpcError` it raises reaches the caller as is; any other
+        exception reaches it as `APPLICATION_ERROR` (1500). Registering a method
+        again replaces its handler.
+        """
+
+        def register(handler_func: F) -> F:
+            self._rpc_handlers[method_name] = handler_func
+            if self._handle is not None:
+                req = proto_ffi.FfiRequest()
+                req.register_rpc_method.local_participant_handle = self._handle
+                req.register_rpc_method.method = method_name
+                FfiClient.instance().request(req)
+            return handler_func
+
+        if handler is not None:
+            return register(handler)
+        return register
+
+    def unregister_rpc_method(self, method: str) -> None:
+        """Stops serving `method`: later calls get `UNSUPPORTED_METHOD` (1400)."""
+        self._rpc_handlers.pop(method, None)
+        if self._handle is not None:
+            req = proto_ffi.FfiRequest()
+            req.unregister_rpc_method.local_participant_handle = self._handle
+            req.unregister_rpc_method.method = method
+            FfiClient.instance().request(req)
+
+    def _on_rpc_invocation(self, ev: proto_rpc.RpcMethodInvocationEvent) -> None:
+        """An incoming call (on the room's loop): served in a task of its own."""
+        invocation = RpcInvocationData(
+            request_id=ev.request_id,
+            caller_identity=ev.caller_identity,
+            payload=ev.payload,
+            response_timeout=ev.response_timeout_ms / 1000.0,
+            method=ev.method,
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._serve_rpc(ev.invocation_id, invocation)
+        )
+        self._rpc_tasks.add(task)
+        task.add_done_callback(self._rpc_tasks.discard)
+
+    async def _serve_rpc(self, invocation_id: int, invocation: RpcInvocationData) -> None:
+        payload: Optional[str] = None
+        error: Optional[RpcError] = None
+        try:
+            payload = await self._run_rpc_chain(invocation)
+            if payload is not None and not isinstance(payload, str):
+                logger.error(
+                    "RPC handler for %r returned a %s, not a str; answering APPLICATION_ERROR",
+                    invocation.method,
+                    type(payload).__name__,
+                )
+                payload, error = None, RpcError._built_in(RpcError.ErrorCode.APPLICATION_ERROR)
+        except RpcError as e:
+            error = e
+        except Exception:
+            logger.exception(
+                "RPC handler for %r raised; answering APPLICATION_ERROR", invocation.method
+            )
+            error = RpcError._built_in(RpcError.ErrorCode.APPLICATION_ERROR)
+        handle = self._handle
+        if handle is None:
+            return  # the room is gone, and the core answered the caller
+        req = proto_ffi.FfiRequest()
+        res = req.rpc_method_invocation_response
+        res.local_participant_handle = handle
+        res.invocation_id = invocation_id
+        if error is not None:
+            res.error.CopyFrom(error._to_proto())
+        elif payload is not None:
+            res.payload = payload
+        try:
+            resp = FfiClient.instance().request(req)
+        except FfiRequestError as e:
+            logger.debug("the answer to RPC %s was not taken: %s", invocation.request_id, e)
+            return
+        if resp.rpc_method_invocation_response.HasField("error"):
+            logger.error(
+                "failed to answer RPC %s: %s",
+                invocation.request_id,
+                resp.rpc_method_invocation_response.error,
+            )
+
+    async def _run_rpc_chain(self, invocation: RpcInvocationData) -> Optional[str]:
+        """Runs the interceptors and the handler under the caller's deadline.
+
+        The deadline cancels the chain and answers `RESPONSE_TIMEOUT`; a cancel from
+        outside (the room disconnecting) answers `RECIPIENT_DISCONNECTED`. Whatever
+        the chain raises while unwinding from either is not the caller's business.
+        """
+        chain = _chain_incoming(list(self._rpc_interceptors), self._invoke_rpc_handler)
+        task: asyncio.Future[Optional[str]] = asyncio.ensure_future(chain(invocation))
+        timed_out = False
+
+        def on_deadline() -> None:
+            nonlocal timed_out
+            invocation.cancel_reason = RpcError.ErrorCode.RESPONSE_TIMEOUT
+            timed_out = task.cancel()  # False when the chain finished just now
+            if not timed_out:
+                invocation.cancel_reason = None
+
+        timer = asyncio.get_running_loop().call_later(
+            max(0.0, invocation.response_timeout), on_deadline
+        )
+        try:
+            # wait() does not pass a cancel of this task on to the chain: it is
+            # handled below, with a bounded unwind.
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            timer.cancel()
+            if not timed_out:
+                invocation.cancel_reason = RpcError.ErrorCode.RECIPIENT_DISCONNECTED
+                task.cancel()
+            _, pending = await asyncio.wait([task], timeout=_RPC_UNWIND_TIMEOUT)
+            if pending:
+                logger.warning(
+                    "RPC handler for %r did not stop within %.1f s of its cancellation",
+                    invocation.method,
+                    _RPC_UNWIND_TIMEOUT,
+                )
+                task.add_done_callback(functools.partial(_unwound, invocation.method))
+            else:
+                _unwound(invocation.method, task)
+            code = (
+                RpcError.ErrorCode.RESPONSE_TIMEOUT
+                if timed_out
+                else RpcError.ErrorCode.RECIPIENT_DISCONNECTED
+            )
+            raise RpcError._built_in(code) from None
+        finally:
+            timer.cancel()
+        if timed_out:
+            _unwound(invocation.method, task)
+            raise RpcError._built_in(RpcError.ErrorCode.RESPONSE_TIMEOUT)
+        if task.cancelled():
+            # The chain raised CancelledError of its own accord: a failure.
+            logger.warning(
+                "RPC handler for %r raised CancelledError; answering APPLICATION_ERROR",
+                invocation.method,
+            )
+            raise RpcError._built_in(RpcError.ErrorCode.APPLICATION_ERROR)
+        return task.result()
+
+    async def _invoke_rpc_handler(self, invocation: RpcInvocationData) -> Optional[str]:
+        handler = self._rpc_handlers.get(invocation.method)
+        if handler is None:
+            raise RpcError._built_in(RpcError.ErrorCode.UNSUPPORTED_METHOD)
+        result = handler(invocation)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    async def _cancel_rpc_invocations(self) -> None:
+        """Cancels the calls being served; each answers RECIPIENT_DISCONNECTED."""
+        tasks = list(self._rpc_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- data streams ---------------------------------------------------------------
+
+    def _stream_handle(self) -> int:
+        if self._handle is None:
+            raise StreamError("the room is not connected")
+        return self._handle
+
+    async def send_text(
+        self,
+        text: str,
+        *,
+        destination_identities: Optional[List[str]] = None,
+        topic: str = "",
+        attributes: Optional[Dict[str, str]] = None,
+        reply_to_id: Optional[str] = None,
+        compress: bool = True,
+    ) -> TextStreamInfo:
+        """Sends `text` as one text stream; returns its info once it is sent."""
+        req = proto_ffi.FfiRequest()
+        st = req.send_text
+        st.local_participant_handle = self._stream_handle()
+        st.text = text
+        _text_options(st.options, topic, attributes, destination_identities)
+        if reply_to_id:
+            st.options.reply_to_stream_id = reply_to_id
+        st.options.compress = compress
+        st.options.sender_identity = self.identity
+        event = await _stream_call(req)
+        return _text_stream_info_from_proto(event.send_text.info)
+
+    async def stream_text(
+        self,
+        *,
+        destination_identities: Optional[List[str]] = None,
+        topic: str = "",
+        attributes: Optional[Dict[str, str]] = None,
+        stream_id: Optional[str] = None,
+        reply_to_id: Optional[str] = None,
+        total_size: Optional[int] = None,
+        sender_identity: Optional[str] = None,
+    ) -> TextStreamWriter:
+        """Opens a text stream to write piece by piece; end it with `aclose()`."""
+        writer = TextStreamWriter(
+            self,
+            topic=topic,
+            attributes=attributes,
+            stream_id=stream_id,
+            total_size=total_size,
+            reply_to_id=reply_to_id,
+            destination_identities=destination_identities,
+            sender_identity=sender_identity,
+        )
+        await writer._send_header()
+        return writer
+
+    async def send_bytes(
+        self,
+        data: bytes,
+        *,
+        topic: str = "",
+        name: Optional[str] = None,
+        mime_type: Optional[str] = None,
+        destination_identities: Optional[List[str]] = None,
+        attributes: Optional[Dict[str, str]] = None,
+        stream_id: Optional[str] = None,
+        compress: bool = True,
+    ) -> ByteStreamInfo:
+        """Sends `data` as one byte stream; returns its info once it is sent."""
+        req = proto_ffi.FfiRequest()
+        sb = req.send_bytes
+        sb.local_participant_handle = self._stream_handle()
+        sb.bytes = bytes(data)
+        _byte_options(sb.options, topic, attributes, destination_identities, stream_id)
+        if name is not None:
+            sb.options.name = name
+        if mime_type is not None:
+            sb.options.mime_type = mime_type
+        sb.options.compress = compress
+        sb.options.sender_identity = self.identity
+        event = await _stream_call(req)
+        return _byte_stream_info_from_proto(event.send_bytes.info)
+
+    async def send_file(
+        self,
+        file_path: str,
+        *,
+        topic: str = "",
+        destination_identities: Optional[List[str]] = None,
+        attributes: Optional[Dict[str, str]] = None,
+        stream_id: Optional[str] = None,
+        compress: bool = True,
+    ) -> ByteStreamInfo:
+        """Sends the file at `file_path` as one byte stream named after it (its MIME
+        type guessed from the name); returns its info once it is sent."""
+        req = proto_ffi.FfiRequest()
+        sf = req.send_file
+        sf.local_participant_handle = self._stream_handle()
+        sf.file_path = os.fspath(file_path)
+        _byte_options(sf.options, topic, attributes, destination_identities, stream_id)
+        sf.options.name = os.path.basename(file_path)
+        sf.options.mime_type = mimetypes.guess_type(file_path)[0] or "application/octet-stream"
+        sf.options.compress = compress
+        sf.options.sender_identity = self.identity
+        event = await _stream_call(req)
+        return _byte_stream_info_from_proto(event.send_file.info)
+
+    async def stream_bytes(
+        self,
+        name: str,
+        *,
+        total_size: Optional[int] = None,
+        mime_type: str = "application/octet-stream",
+        attributes: Optional[Dict[str, str]] = None,
+        stream_id: Optional[str] = None,
+        destination_identities: Optional[List[str]] = None,
+        topic: str = "",
+    ) -> ByteStreamWriter:
+        """Opens a byte stream to write piece by piece; end it with `aclose()`."""
+        writer = ByteStreamWriter(
+            self,
+            name=name,
+            topic=topic,
+            attributes=attributes,
+            stream_id=stream_id,
+            total_size=total_size,
+            mime_type=mime_type,
+            destination_identities=destination_identities,
+        )
+        await writer._send_header()
+        return writer
+
     async def set_metadata(self, metadata: str) -> None:
         """Replaces this participant's metadata (needs canUpdateOwnMetadata)."""
         req = proto_ffi.FfiRequest()
@@ -335,6 +759,14 @@ class LocalParticipant(Participant):
         except FfiRequestError as e:
             raise ParticipantUpdateError(str(e)) from None
 
+    def _release(self) -> None:
+        for task in list(self._rpc_tasks):
+            task.cancel()
+        writers, self._stream_writers = self._stream_writers, set()
+        for writer in writers:
+            writer._detach()
+        super()._release()
+
     def _require_handle(
         self,
         error: "type[PublishDataError] | type[ParticipantUpdateError] | type[PublishDTMFError] | type[PublishTranscriptionError]",
@@ -342,3 +774,51 @@ class LocalParticipant(Participant):
         if self._handle is None:
             raise error("the room is not connected")
         return self._handle
+
+
+def _unwound(method: str, task: "asyncio.Future[Optional[str]]") -> None:
+    """Retrieves what a cancelled handler chain raised while unwinding (nobody else
+    will: its caller was answered without it)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning(
+            "RPC handler for %r raised while being cancelled", method, exc_info=task.exception()
+        )
+
+
+def _text_options(
+    options: proto_data_stream.StreamTextOptions,
+    topic: str,
+    attributes: Optional[Dict[str, str]],
+    destination_identities: Optional[List[str]],
+) -> None:
+    options.topic = topic
+    options.attributes.update(attributes or {})
+    options.destination_identities.extend(destination_identities or [])
+
+
+def _byte_options(
+    options: proto_data_stream.StreamByteOptions,
+    topic: str,
+    attributes: Optional[Dict[str, str]],
+    destination_identities: Optional[List[str]],
+    stream_id: Optional[str],
+) -> None:
+    options.topic = topic
+    options.attributes.update(attributes or {})
+    options.destination_identities.extend(destination_identities or [])
+    if stream_id is not None:
+        options.id = stream_id
+
+
+async def _stream_call(req: proto_ffi.FfiRequest) -> proto_ffi.FfiEvent:
+    """Sends a one-shot stream request; its callback's error becomes StreamError."""
+    try:
+        event = await FfiClient.instance().call(req)
+    except FfiRequestError as e:
+        raise StreamError(str(e)) from None
+    which = event.WhichOneof("message")
+    assert which is not None
+    cb = getattr(event, which)
+    if cb.WhichOneof("result") == "error":
+        raise StreamError(cb.error.description)
+    return event

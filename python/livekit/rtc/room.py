@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Literal, Mapping, Optional
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Set, Union
 
 from ._ffi_client import (
     FfiClient,
@@ -26,6 +27,12 @@ from ._ffi_client import (
 from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
+from .data_stream import (
+    ByteStreamHandler,
+    ByteStreamReader,
+    TextStreamHandler,
+    TextStreamReader,
+)
 from .event_emitter import EventEmitter
 from .log import logger
 from .participant import LocalParticipant, Participant, RemoteParticipant, _connection_quality
@@ -85,6 +92,13 @@ class RtcConfiguration:
 
 
 @dataclass
+class DataStreamOptions:
+    max_payload_byte_length: Optional[int] = None
+    """The most bytes an incoming data stream may carry; a longer one ends with
+    `StreamError` at its reader. None: no limit beyond the reader's buffer bound."""
+
+
+@dataclass
 class RoomOptions:
     auto_subscribe: bool = True
     """Subscribe to remote tracks as they are published."""
@@ -95,6 +109,8 @@ class RoomOptions:
     connect_timeout: Optional[float] = None
     """Seconds allowed for the join (signaling and transport); None: the core's default."""
     single_peer_connection: Optional[bool] = None
+    data_stream: Optional[DataStreamOptions] = None
+    """Options for incoming data streams."""
 
 
 @dataclass
@@ -146,6 +162,10 @@ class Room(EventEmitter[EventTypes]):
         self._announce_connected = False
         self._closing: Optional[asyncio.Future[None]] = None
         self._sid_future: Optional[asyncio.Future[str]] = None
+        self._text_stream_handlers: Dict[str, TextStreamHandler] = {}
+        self._byte_stream_handlers: Dict[str, ByteStreamHandler] = {}
+        self._stream_readers: Set[Union[TextStreamReader, ByteStreamReader]] = set()
+        self._max_stream_payload: Optional[int] = None
 
     # ---- properties -----------------------------------------------------------------
 
@@ -230,6 +250,28 @@ class Room(EventEmitter[EventTypes]):
         """
         return super().on(event, callback)
 
+    # ---- data streams ---------------------------------------------------------------
+
+    def register_text_stream_handler(self, topic: str, handler: TextStreamHandler) -> None:
+        """Calls `handler(reader, sender_identity)` for each incoming text stream on
+        `topic`. Raises ValueError if the topic already has a handler."""
+        if topic in self._text_stream_handlers:
+            raise ValueError(f"text stream handler for topic '{topic}' already set")
+        self._text_stream_handlers[topic] = handler
+
+    def unregister_text_stream_handler(self, topic: str) -> None:
+        self._text_stream_handlers.pop(topic, None)
+
+    def register_byte_stream_handler(self, topic: str, handler: ByteStreamHandler) -> None:
+        """Calls `handler(reader, sender_identity)` for each incoming byte stream on
+        `topic`. Raises ValueError if the topic already has a handler."""
+        if topic in self._byte_stream_handlers:
+            raise ValueError(f"byte stream handler for topic '{topic}' already set")
+        self._byte_stream_handlers[topic] = handler
+
+    def unregister_byte_stream_handler(self, topic: str) -> None:
+        self._byte_stream_handlers.pop(topic, None)
+
     # ---- connection lifecycle -------------------------------------------------------
 
     async def connect(self, url: str, token: str, options: RoomOptions = RoomOptions()) -> None:
@@ -241,6 +283,8 @@ class Room(EventEmitter[EventTypes]):
         if self._connecting or self._handle is not None:
             raise ConnectError("the room is already connected or connecting")
         req = _connect_request(url, token, options)
+        data_stream = options.data_stream
+        self._max_stream_payload = data_stream.max_payload_byte_length if data_stream else None
         self._drain_backlog()  # leftovers of an earlier session, if any
         loop = self._loop = asyncio.get_running_loop()
         self._connecting = True
@@ -287,6 +331,9 @@ class Room(EventEmitter[EventTypes]):
             await asyncio.shield(closing)
             return
         closing = self._closing = asyncio.get_running_loop().create_future()
+        if self._local is not None:
+            # Calls being served are answered (RECIPIENT_DISCONNECTED) while we can.
+            await self._local._cancel_rpc_invocations()
         req = proto_ffi.FfiRequest()
         req.disconnect.room_handle = handle
         req.disconnect.reason = reason
@@ -314,9 +361,16 @@ class Room(EventEmitter[EventTypes]):
         self._info.CopyFrom(result.room.info)
         self._state = proto_room.CONN_CONNECTED
         self._failure_reason = proto_room.FAILURE_NONE
-        self._local = LocalParticipant(result.local_participant)
+        local = self._local = LocalParticipant(result.local_participant)
         self._remote = {}
         client = FfiClient.instance()
+        loop = self._loop or asyncio.get_running_loop()
+        client.add_route(
+            "rpc_method_invocation",
+            result.local_participant.handle.id,
+            loop,
+            lambda event: local._on_rpc_invocation(event.rpc_method_invocation),
+        )
         for item in result.participants:
             for pub in item.publications:  # tracks are not supported yet
                 client.drop_handle(pub.handle.id)
@@ -341,6 +395,11 @@ class Room(EventEmitter[EventTypes]):
         self._state = proto_room.CONN_DISCONNECTED
         client = FfiClient.instance()
         client.close_room(handle)
+        for reader in list(self._stream_readers):
+            reader._signal_disconnect()
+        self._stream_readers.clear()
+        if self._local is not None and self._local._handle is not None:
+            client.remove_route("rpc_method_invocation", self._local._handle)
         for participant in self._remote.values():
             participant._release()
         self._remote = {}
@@ -475,6 +534,22 @@ class Room(EventEmitter[EventTypes]):
                 self.emit("participant_active", rp)
         elif which == "data_packet_received":
             self._on_data_packet(event.data_packet_received)
+        elif which == "text_stream_opened":
+            opened_text = event.text_stream_opened
+            self._on_stream_opened(
+                TextStreamReader,
+                opened_text.reader,
+                self._text_stream_handlers.get(opened_text.reader.info.topic),
+                opened_text.participant_identity,
+            )
+        elif which == "byte_stream_opened":
+            opened_bytes = event.byte_stream_opened
+            self._on_stream_opened(
+                ByteStreamReader,
+                opened_bytes.reader,
+                self._byte_stream_handlers.get(opened_bytes.reader.info.topic),
+                opened_bytes.participant_identity,
+            )
         elif which == "room_metadata_changed":
             old_metadata = self._info.metadata
             self._info.metadata = event.room_metadata_changed.metadata
@@ -525,6 +600,32 @@ class Room(EventEmitter[EventTypes]):
         elif which == "sip_dtmf":
             code, digit = packet.sip_dtmf.code, packet.sip_dtmf.digit
             self.emit("sip_dtmf_received", SipDTMF(code=code, digit=digit, participant=sender))
+
+    def _on_stream_opened(
+        self, cls: Any, owned: Any, handler: Optional[Callable[[Any, str], None]], sender: str
+    ) -> None:
+        if handler is None:
+            logger.info(
+                "ignoring %s on topic %r from %s: no handler registered",
+                "text stream" if cls is TextStreamReader else "byte stream",
+                owned.info.topic,
+                sender,
+            )
+            FfiClient.instance().drop_handle(owned.handle.id)
+            return
+        reader: Union[TextStreamReader, ByteStreamReader] = cls(owned)
+        reader._on_close = functools.partial(self._stream_readers.discard, reader)
+        reader._max_payload = self._max_stream_payload
+        self._stream_readers.add(reader)
+        try:
+            handler(reader, sender)
+        except Exception:
+            logger.exception("stream handler for topic %r raised", owned.info.topic)
+        finally:
+            # A reader not read yet is started after the tasks the handler spawned
+            # had their first step: read_all() called there gets the payload whole;
+            # otherwise chunks flow from now on, bounded by the reader.
+            asyncio.get_running_loop().call_soon(reader._start_if_idle)
 
     def _add_remote(self, participant: RemoteParticipant) -> None:
         previous = self._remote.get(participant.identity)
