@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "handle.proto",
         "participant.proto",
         "track.proto",
+        "audio_frame.proto",
         "room.proto",
         "rpc.proto",
         "data_stream.proto",

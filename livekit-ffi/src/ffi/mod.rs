@@ -289,6 +289,11 @@ impl FfiServer {
             Req::SetLocalAttributes(r) => {
                 room::set_local_attributes(self, r).map(Res::SetLocalAttributes)
             }
+            Req::NewAudioResampler(_)
+            | Req::RemixAndResample(_)
+            | Req::NewSoxResampler(_)
+            | Req::PushSoxResampler(_)
+            | Req::FlushSoxResampler(_) => Err(FfiError::Unimplemented("audio resampling")),
             Req::SendChatMessage(r) => chat::send(self, r).map(Res::SendChatMessage),
             Req::EditChatMessage(r) => chat::edit(self, r).map(Res::SendChatMessage),
             Req::PerformRpc(r) => rpc::perform(self, r).map(Res::PerformRpc),

@@ -6,6 +6,7 @@ later with an FfiEvent carrying the response's async_id. Wire-compatible with
 livekit-ffi 0.13.2 for every variant here; a request of another kind is refused.
 """
 
+from . import audio_frame_pb2
 import builtins
 import collections.abc
 from . import data_stream_pb2
@@ -59,6 +60,11 @@ class FfiRequest(google.protobuf.message.Message):
     SET_LOCAL_ATTRIBUTES_FIELD_NUMBER: builtins.int
     PUBLISH_TRANSCRIPTION_FIELD_NUMBER: builtins.int
     PUBLISH_SIP_DTMF_FIELD_NUMBER: builtins.int
+    NEW_AUDIO_RESAMPLER_FIELD_NUMBER: builtins.int
+    REMIX_AND_RESAMPLE_FIELD_NUMBER: builtins.int
+    NEW_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
+    PUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
+    FLUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
     SEND_CHAT_MESSAGE_FIELD_NUMBER: builtins.int
     EDIT_CHAT_MESSAGE_FIELD_NUMBER: builtins.int
     PERFORM_RPC_FIELD_NUMBER: builtins.int
@@ -99,6 +105,16 @@ class FfiRequest(google.protobuf.message.Message):
     def publish_transcription(self) -> room_pb2.PublishTranscriptionRequest: ...
     @property
     def publish_sip_dtmf(self) -> room_pb2.PublishSipDtmfRequest: ...
+    @property
+    def new_audio_resampler(self) -> audio_frame_pb2.NewAudioResamplerRequest: ...
+    @property
+    def remix_and_resample(self) -> audio_frame_pb2.RemixAndResampleRequest: ...
+    @property
+    def new_sox_resampler(self) -> audio_frame_pb2.NewSoxResamplerRequest: ...
+    @property
+    def push_sox_resampler(self) -> audio_frame_pb2.PushSoxResamplerRequest: ...
+    @property
+    def flush_sox_resampler(self) -> audio_frame_pb2.FlushSoxResamplerRequest: ...
     @property
     def send_chat_message(self) -> room_pb2.SendChatMessageRequest: ...
     @property
@@ -155,6 +171,11 @@ class FfiRequest(google.protobuf.message.Message):
         set_local_attributes: room_pb2.SetLocalAttributesRequest | None = ...,
         publish_transcription: room_pb2.PublishTranscriptionRequest | None = ...,
         publish_sip_dtmf: room_pb2.PublishSipDtmfRequest | None = ...,
+        new_audio_resampler: audio_frame_pb2.NewAudioResamplerRequest | None = ...,
+        remix_and_resample: audio_frame_pb2.RemixAndResampleRequest | None = ...,
+        new_sox_resampler: audio_frame_pb2.NewSoxResamplerRequest | None = ...,
+        push_sox_resampler: audio_frame_pb2.PushSoxResamplerRequest | None = ...,
+        flush_sox_resampler: audio_frame_pb2.FlushSoxResamplerRequest | None = ...,
         send_chat_message: room_pb2.SendChatMessageRequest | None = ...,
         edit_chat_message: room_pb2.EditChatMessageRequest | None = ...,
         perform_rpc: rpc_pb2.PerformRpcRequest | None = ...,
@@ -178,9 +199,9 @@ class FfiRequest(google.protobuf.message.Message):
         ready_for_room_event: room_pb2.ReadyForRoomEventRequest | None = ...,
         cancel: global___CancelRequest | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "send_chat_message", "edit_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "new_audio_resampler", "remix_and_resample", "new_sox_resampler", "push_sox_resampler", "flush_sox_resampler", "send_chat_message", "edit_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
 
 global___FfiRequest = FfiRequest
 
@@ -197,6 +218,11 @@ class FfiResponse(google.protobuf.message.Message):
     SET_LOCAL_ATTRIBUTES_FIELD_NUMBER: builtins.int
     PUBLISH_TRANSCRIPTION_FIELD_NUMBER: builtins.int
     PUBLISH_SIP_DTMF_FIELD_NUMBER: builtins.int
+    NEW_AUDIO_RESAMPLER_FIELD_NUMBER: builtins.int
+    REMIX_AND_RESAMPLE_FIELD_NUMBER: builtins.int
+    NEW_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
+    PUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
+    FLUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
     SEND_CHAT_MESSAGE_FIELD_NUMBER: builtins.int
     PERFORM_RPC_FIELD_NUMBER: builtins.int
     REGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
@@ -236,6 +262,16 @@ class FfiResponse(google.protobuf.message.Message):
     def publish_transcription(self) -> room_pb2.PublishTranscriptionResponse: ...
     @property
     def publish_sip_dtmf(self) -> room_pb2.PublishSipDtmfResponse: ...
+    @property
+    def new_audio_resampler(self) -> audio_frame_pb2.NewAudioResamplerResponse: ...
+    @property
+    def remix_and_resample(self) -> audio_frame_pb2.RemixAndResampleResponse: ...
+    @property
+    def new_sox_resampler(self) -> audio_frame_pb2.NewSoxResamplerResponse: ...
+    @property
+    def push_sox_resampler(self) -> audio_frame_pb2.PushSoxResamplerResponse: ...
+    @property
+    def flush_sox_resampler(self) -> audio_frame_pb2.FlushSoxResamplerResponse: ...
     @property
     def send_chat_message(self) -> room_pb2.SendChatMessageResponse: ...
     @property
@@ -290,6 +326,11 @@ class FfiResponse(google.protobuf.message.Message):
         set_local_attributes: room_pb2.SetLocalAttributesResponse | None = ...,
         publish_transcription: room_pb2.PublishTranscriptionResponse | None = ...,
         publish_sip_dtmf: room_pb2.PublishSipDtmfResponse | None = ...,
+        new_audio_resampler: audio_frame_pb2.NewAudioResamplerResponse | None = ...,
+        remix_and_resample: audio_frame_pb2.RemixAndResampleResponse | None = ...,
+        new_sox_resampler: audio_frame_pb2.NewSoxResamplerResponse | None = ...,
+        push_sox_resampler: audio_frame_pb2.PushSoxResamplerResponse | None = ...,
+        flush_sox_resampler: audio_frame_pb2.FlushSoxResamplerResponse | None = ...,
         send_chat_message: room_pb2.SendChatMessageResponse | None = ...,
         perform_rpc: rpc_pb2.PerformRpcResponse | None = ...,
         register_rpc_method: rpc_pb2.RegisterRpcMethodResponse | None = ...,
@@ -312,9 +353,9 @@ class FfiResponse(google.protobuf.message.Message):
         ready_for_room_event: room_pb2.ReadyForRoomEventResponse | None = ...,
         cancel: global___CancelResponse | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "message", b"message", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "send_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "new_audio_resampler", "remix_and_resample", "new_sox_resampler", "push_sox_resampler", "flush_sox_resampler", "send_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
 
 global___FfiResponse = FfiResponse
 
