@@ -28,6 +28,7 @@
 //! codec and jitter logic, its tracks negotiated by `engine::transport`, and its
 //! frames carried by the peer task like data channel messages.
 
+pub mod audio;
 mod data;
 mod engine;
 mod error;

@@ -8,6 +8,7 @@
 //! [`cabi`] exports the same server with the official C entry points; the Python
 //! binding calls [`FfiServer`] directly.
 
+mod audio;
 mod cabi;
 mod chat;
 mod convert;
@@ -289,11 +290,19 @@ impl FfiServer {
             Req::SetLocalAttributes(r) => {
                 room::set_local_attributes(self, r).map(Res::SetLocalAttributes)
             }
-            Req::NewAudioResampler(_)
-            | Req::RemixAndResample(_)
-            | Req::NewSoxResampler(_)
-            | Req::PushSoxResampler(_)
-            | Req::FlushSoxResampler(_) => Err(FfiError::Unimplemented("audio resampling")),
+            Req::NewAudioResampler(_) => {
+                Ok(Res::NewAudioResampler(audio::new_audio_resampler(self)))
+            }
+            Req::RemixAndResample(r) => {
+                audio::remix_and_resample(self, r).map(Res::RemixAndResample)
+            }
+            Req::NewSoxResampler(r) => Ok(Res::NewSoxResampler(audio::new_sox_resampler(self, r))),
+            Req::PushSoxResampler(r) => {
+                audio::push_sox_resampler(self, r).map(Res::PushSoxResampler)
+            }
+            Req::FlushSoxResampler(r) => {
+                audio::flush_sox_resampler(self, r).map(Res::FlushSoxResampler)
+            }
             Req::SendChatMessage(r) => chat::send(self, r).map(Res::SendChatMessage),
             Req::EditChatMessage(r) => chat::edit(self, r).map(Res::SendChatMessage),
             Req::PerformRpc(r) => rpc::perform(self, r).map(Res::PerformRpc),
