@@ -6,7 +6,9 @@ use parking_lot::Mutex;
 
 use super::proto;
 use super::{FfiError, FfiResult, FfiServer};
-use crate::audio::{remix, ResampleQuality, Resampler};
+use crate::audio::{remix, AudioSource, ResampleQuality, Resampler};
+
+use proto::ffi_event::Message as Ev;
 
 /// A streaming resampler and the output it lends until its next call.
 pub(crate) struct FfiSoxResampler {
@@ -205,6 +207,90 @@ pub(super) fn remix_and_resample(
             info,
         },
     })
+}
+
+/// An audio source handle; dropping it closes the source.
+pub(crate) struct FfiAudioSource {
+    source: AudioSource,
+}
+
+impl Drop for FfiAudioSource {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+pub(super) fn new_audio_source(
+    server: &FfiServer,
+    r: proto::NewAudioSourceRequest,
+) -> FfiResult<proto::NewAudioSourceResponse> {
+    if r.r#type != proto::AudioSourceType::AudioSourceNative as i32 {
+        return Err(FfiError::Invalid(
+            "only native audio sources exist here".into(),
+        ));
+    }
+    let source = AudioSource::new(
+        r.sample_rate.unwrap_or(48_000),
+        r.num_channels.unwrap_or(1) as usize,
+        r.queue_size_ms.unwrap_or(1000),
+    )
+    .map_err(|e| FfiError::Invalid(e.to_string()))?;
+    let id = server.insert_handle(FfiAudioSource { source });
+    Ok(proto::NewAudioSourceResponse {
+        source: proto::OwnedAudioSource {
+            handle: proto::FfiOwnedHandle { id },
+            info: proto::AudioSourceInfo {
+                r#type: proto::AudioSourceType::AudioSourceNative as i32,
+            },
+        },
+    })
+}
+
+/// Copies the frame now (its memory is the client's only for this request) and
+/// calls back once it is queued.
+pub(super) fn capture_audio_frame(
+    server: &'static FfiServer,
+    r: proto::CaptureAudioFrameRequest,
+) -> FfiResult<proto::CaptureAudioFrameResponse> {
+    let source = server.with_handle::<FfiAudioSource, _>(r.source_handle, |h| h.source.clone())?;
+    let b = &r.buffer;
+    if b.num_channels as usize != source.channels() || b.sample_rate != source.sample_rate() {
+        return Err(FfiError::Invalid(format!(
+            "frame of {} Hz / {} channels for a source of {} Hz / {} channels",
+            b.sample_rate,
+            b.num_channels,
+            source.sample_rate(),
+            source.channels()
+        )));
+    }
+    let samples = (b.samples_per_channel as usize)
+        .checked_mul(source.channels())
+        .ok_or_else(|| FfiError::Invalid("frame too large".into()))?;
+    // SAFETY: see `samples_at`.
+    let pcm = unsafe { samples_at(b.data_ptr, samples)? };
+    let async_id = server.async_id(r.request_async_id);
+    let callback = move |error: Option<String>| {
+        Ev::CaptureAudioFrame(proto::CaptureAudioFrameCallback { async_id, error })
+    };
+    server.spawn_async(
+        async_id,
+        async move {
+            let result = source.capture(&pcm).await;
+            if server.finish(async_id) {
+                server.send_event(callback(result.err().map(|e| e.to_string())));
+            }
+        },
+        move |m| FfiServer::global().send_event(callback(Some(m))),
+    );
+    Ok(proto::CaptureAudioFrameResponse { async_id })
+}
+
+pub(super) fn clear_audio_buffer(
+    server: &FfiServer,
+    r: proto::ClearAudioBufferRequest,
+) -> FfiResult<proto::ClearAudioBufferResponse> {
+    server.with_handle::<FfiAudioSource, _>(r.source_handle, |h| h.source.clear())?;
+    Ok(proto::ClearAudioBufferResponse {})
 }
 
 #[cfg(test)]

@@ -290,6 +290,13 @@ impl FfiServer {
             Req::SetLocalAttributes(r) => {
                 room::set_local_attributes(self, r).map(Res::SetLocalAttributes)
             }
+            Req::NewAudioSource(r) => audio::new_audio_source(self, r).map(Res::NewAudioSource),
+            Req::CaptureAudioFrame(r) => {
+                audio::capture_audio_frame(self, r).map(Res::CaptureAudioFrame)
+            }
+            Req::ClearAudioBuffer(r) => {
+                audio::clear_audio_buffer(self, r).map(Res::ClearAudioBuffer)
+            }
             Req::NewAudioResampler(_) => {
                 Ok(Res::NewAudioResampler(audio::new_audio_resampler(self)))
             }

@@ -86,6 +86,22 @@ SOXR_DOUBLE_PRECISION: SoxFlagBits.ValueType  # 4
 SOXR_VR: SoxFlagBits.ValueType  # 5
 global___SoxFlagBits = SoxFlagBits
 
+class _AudioSourceType:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _AudioSourceTypeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_AudioSourceType.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    AUDIO_SOURCE_NATIVE: _AudioSourceType.ValueType  # 0
+    AUDIO_SOURCE_PLATFORM: _AudioSourceType.ValueType  # 1
+
+class AudioSourceType(_AudioSourceType, metaclass=_AudioSourceTypeEnumTypeWrapper):
+    """Audio sources: the client pushes frames in; the core plays them out in real time."""
+
+AUDIO_SOURCE_NATIVE: AudioSourceType.ValueType  # 0
+AUDIO_SOURCE_PLATFORM: AudioSourceType.ValueType  # 1
+global___AudioSourceType = AudioSourceType
+
 @typing.final
 class AudioFrameBufferInfo(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -406,3 +422,203 @@ class FlushSoxResamplerResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["error", b"error", "output_ptr", b"output_ptr", "size", b"size"]) -> None: ...
 
 global___FlushSoxResamplerResponse = FlushSoxResamplerResponse
+
+@typing.final
+class AudioSourceOptions(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ECHO_CANCELLATION_FIELD_NUMBER: builtins.int
+    NOISE_SUPPRESSION_FIELD_NUMBER: builtins.int
+    AUTO_GAIN_CONTROL_FIELD_NUMBER: builtins.int
+    PREFER_HARDWARE_FIELD_NUMBER: builtins.int
+    echo_cancellation: builtins.bool
+    noise_suppression: builtins.bool
+    auto_gain_control: builtins.bool
+    prefer_hardware: builtins.bool
+    def __init__(
+        self,
+        *,
+        echo_cancellation: builtins.bool | None = ...,
+        noise_suppression: builtins.bool | None = ...,
+        auto_gain_control: builtins.bool | None = ...,
+        prefer_hardware: builtins.bool | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["auto_gain_control", b"auto_gain_control", "echo_cancellation", b"echo_cancellation", "noise_suppression", b"noise_suppression", "prefer_hardware", b"prefer_hardware"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["auto_gain_control", b"auto_gain_control", "echo_cancellation", b"echo_cancellation", "noise_suppression", b"noise_suppression", "prefer_hardware", b"prefer_hardware"]) -> None: ...
+
+global___AudioSourceOptions = AudioSourceOptions
+
+@typing.final
+class AudioSourceInfo(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: builtins.int
+    type: global___AudioSourceType.ValueType
+    def __init__(
+        self,
+        *,
+        type: global___AudioSourceType.ValueType | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["type", b"type"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["type", b"type"]) -> None: ...
+
+global___AudioSourceInfo = AudioSourceInfo
+
+@typing.final
+class OwnedAudioSource(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    HANDLE_FIELD_NUMBER: builtins.int
+    INFO_FIELD_NUMBER: builtins.int
+    @property
+    def handle(self) -> handle_pb2.FfiOwnedHandle: ...
+    @property
+    def info(self) -> global___AudioSourceInfo: ...
+    def __init__(
+        self,
+        *,
+        handle: handle_pb2.FfiOwnedHandle | None = ...,
+        info: global___AudioSourceInfo | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["handle", b"handle", "info", b"info"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["handle", b"handle", "info", b"info"]) -> None: ...
+
+global___OwnedAudioSource = OwnedAudioSource
+
+@typing.final
+class NewAudioSourceRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: builtins.int
+    OPTIONS_FIELD_NUMBER: builtins.int
+    SAMPLE_RATE_FIELD_NUMBER: builtins.int
+    NUM_CHANNELS_FIELD_NUMBER: builtins.int
+    QUEUE_SIZE_MS_FIELD_NUMBER: builtins.int
+    PLATFORM_AUDIO_HANDLE_FIELD_NUMBER: builtins.int
+    type: global___AudioSourceType.ValueType
+    sample_rate: builtins.int
+    num_channels: builtins.int
+    queue_size_ms: builtins.int
+    """How much audio may wait to be played out (default 1000 ms)."""
+    platform_audio_handle: builtins.int
+    @property
+    def options(self) -> global___AudioSourceOptions: ...
+    def __init__(
+        self,
+        *,
+        type: global___AudioSourceType.ValueType | None = ...,
+        options: global___AudioSourceOptions | None = ...,
+        sample_rate: builtins.int | None = ...,
+        num_channels: builtins.int | None = ...,
+        queue_size_ms: builtins.int | None = ...,
+        platform_audio_handle: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["num_channels", b"num_channels", "options", b"options", "platform_audio_handle", b"platform_audio_handle", "queue_size_ms", b"queue_size_ms", "sample_rate", b"sample_rate", "type", b"type"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["num_channels", b"num_channels", "options", b"options", "platform_audio_handle", b"platform_audio_handle", "queue_size_ms", b"queue_size_ms", "sample_rate", b"sample_rate", "type", b"type"]) -> None: ...
+
+global___NewAudioSourceRequest = NewAudioSourceRequest
+
+@typing.final
+class NewAudioSourceResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: builtins.int
+    @property
+    def source(self) -> global___OwnedAudioSource: ...
+    def __init__(
+        self,
+        *,
+        source: global___OwnedAudioSource | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["source", b"source"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["source", b"source"]) -> None: ...
+
+global___NewAudioSourceResponse = NewAudioSourceResponse
+
+@typing.final
+class CaptureAudioFrameRequest(google.protobuf.message.Message):
+    """Copies the frame at once; the callback comes once it is queued (at once, or
+    when the queue has room for it).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCE_HANDLE_FIELD_NUMBER: builtins.int
+    BUFFER_FIELD_NUMBER: builtins.int
+    REQUEST_ASYNC_ID_FIELD_NUMBER: builtins.int
+    source_handle: builtins.int
+    request_async_id: builtins.int
+    @property
+    def buffer(self) -> global___AudioFrameBufferInfo: ...
+    def __init__(
+        self,
+        *,
+        source_handle: builtins.int | None = ...,
+        buffer: global___AudioFrameBufferInfo | None = ...,
+        request_async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["buffer", b"buffer", "request_async_id", b"request_async_id", "source_handle", b"source_handle"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["buffer", b"buffer", "request_async_id", b"request_async_id", "source_handle", b"source_handle"]) -> None: ...
+
+global___CaptureAudioFrameRequest = CaptureAudioFrameRequest
+
+@typing.final
+class CaptureAudioFrameResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id"]) -> None: ...
+
+global___CaptureAudioFrameResponse = CaptureAudioFrameResponse
+
+@typing.final
+class CaptureAudioFrameCallback(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    error: builtins.str
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+        error: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id", "error", b"error"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id", "error", b"error"]) -> None: ...
+
+global___CaptureAudioFrameCallback = CaptureAudioFrameCallback
+
+@typing.final
+class ClearAudioBufferRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCE_HANDLE_FIELD_NUMBER: builtins.int
+    source_handle: builtins.int
+    def __init__(
+        self,
+        *,
+        source_handle: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["source_handle", b"source_handle"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["source_handle", b"source_handle"]) -> None: ...
+
+global___ClearAudioBufferRequest = ClearAudioBufferRequest
+
+@typing.final
+class ClearAudioBufferResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___ClearAudioBufferResponse = ClearAudioBufferResponse
