@@ -181,7 +181,28 @@ impl Resampler {
             self.emit(planar, &mut out, Some(expected));
             rounds += 1;
         }
+        self.reset();
         Ok(out)
+    }
+
+    /// Back to a fresh start, for the next stream.
+    fn reset(&mut self) {
+        self.skip = match &mut self.filter {
+            Filter::Sinc(f) => {
+                f.reset();
+                0
+            }
+            Filter::Poly(f) => {
+                f.reset();
+                f.output_delay()
+            }
+            Filter::None => 0,
+        };
+        for p in &mut self.pending {
+            p.clear();
+        }
+        self.frames_in = 0;
+        self.frames_out = 0;
     }
 
     fn run(&mut self, chunk: Option<&Vec<Vec<f32>>>) -> Result<Vec<Vec<f32>>, ResampleError> {
@@ -308,6 +329,20 @@ mod tests {
                 assert!((15_000..17_500).contains(&peak), "{quality:?}: peak {peak}");
             }
         }
+    }
+
+    #[test]
+    fn a_flushed_resampler_starts_afresh() {
+        let input = sine(48_000.0, 1000.0, 4800, 1);
+        let mut fresh = Resampler::new(48_000.0, 16_000.0, 1, Quality::High).unwrap();
+        let mut expected = fresh.push(&input).unwrap();
+        expected.extend(fresh.flush().unwrap());
+        let mut reused = Resampler::new(48_000.0, 16_000.0, 1, Quality::High).unwrap();
+        reused.push(&sine(48_000.0, 440.0, 4800, 1)).unwrap();
+        reused.flush().unwrap();
+        let mut again = reused.push(&input).unwrap();
+        again.extend(reused.flush().unwrap());
+        assert_eq!(again, expected);
     }
 
     #[test]
