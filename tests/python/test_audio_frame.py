@@ -11,6 +11,7 @@ import asyncio
 import gc
 import io
 import itertools
+import logging
 import wave
 from typing import AsyncIterator, List, Tuple
 
@@ -464,6 +465,31 @@ async def test_mixer_remove_stream_and_idle_mixer() -> None:
     assert all(f.samples_per_channel == 80 for f in frames)
     await mixer.aclose()
     await gen.aclose()
+
+
+async def test_mixer_remove_stream_while_its_read_is_pending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cancelled = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[rtc.AudioFrame]:
+        try:
+            await asyncio.sleep(3600)
+            yield rtc.AudioFrame.create(1000, 1, 100)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    mixer = rtc.AudioMixer(1000, 1, blocksize=100, stream_timeout_ms=1000)
+    stream = stalled()
+    mixer.add_stream(stream)
+    await asyncio.sleep(0.05)  # the mixer waits on the read
+    mixer.remove_stream(stream)
+    await asyncio.wait_for(cancelled.wait(), 5)
+    mixer.end_input()
+    assert await asyncio.wait_for(_collect(mixer), 5) == []
+    await mixer.aclose()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_mixer_needs_a_running_loop() -> None:

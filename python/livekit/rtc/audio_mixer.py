@@ -182,6 +182,8 @@ class AudioMixer:
                 inp.stalled_rounds += 1
                 exhausted = self._ending and inp.stalled_rounds >= _MAX_STALLED_ROUNDS
                 break
+            if read.cancelled():
+                break  # the input was removed (or the mixer closed) meanwhile
             inp.stalled_rounds = 0
             if inp.read is read:
                 inp.read = None
