@@ -23,6 +23,9 @@ from ._proto.room_pb2 import (
     IceTransportType,
 )
 from ._proto.track_pb2 import TrackKind, TrackSource
+from .audio_frame import AudioFrame
+from .audio_mixer import AudioMixer
+from .audio_resampler import AudioResampler, AudioResamplerQuality
 from .event_emitter import EventEmitter
 from .participant import (
     ConnectionQuality,
@@ -54,9 +57,15 @@ from .room import (
     RtcConfiguration,
     SipDTMF,
 )
+from .utils import combine_audio_frames
 from .version import __version__
 
 __all__ = [
+    "AudioFrame",
+    "AudioMixer",
+    "AudioResampler",
+    "AudioResamplerQuality",
+    "combine_audio_frames",
     "ByteStreamInfo",
     "ByteStreamReader",
     "ByteStreamWriter",
