@@ -274,9 +274,6 @@ def test_resampler_takes_chunks_cut_anywhere() -> None:
     assert cut.flush() == []  # ... and is dropped at the end
 
 
-@pytest.mark.xfail(
-    reason="core: a flushed resampler is not reset; the official one starts afresh", strict=True
-)
 def test_resampler_can_be_reused_after_flush() -> None:
     def run(resampler: rtc.AudioResampler, samples: np.ndarray) -> np.ndarray:
         return samples_of(resampler.push(bytearray(samples.tobytes())) + resampler.flush())

@@ -25,6 +25,7 @@ from ._proto.room_pb2 import (
 from ._proto.track_pb2 import TrackKind, TrackSource
 from .audio_frame import AudioFrame
 from .audio_mixer import AudioMixer
+from .audio_source import AudioSource
 from .audio_resampler import AudioResampler, AudioResamplerQuality
 from .event_emitter import EventEmitter
 from .participant import (
@@ -63,6 +64,7 @@ from .version import __version__
 __all__ = [
     "AudioFrame",
     "AudioMixer",
+    "AudioSource",
     "AudioResampler",
     "AudioResamplerQuality",
     "combine_audio_frames",
