@@ -105,6 +105,8 @@ class RoomOptions:
     dynacast: bool = False
     e2ee: Optional[Any] = None
     """End-to-end encryption options; not supported yet (must stay None)."""
+    encryption: Optional[Any] = None
+    """The newer name of `e2ee`; not supported yet either (must stay None)."""
     rtc_config: Optional[RtcConfiguration] = None
     connect_timeout: Optional[float] = None
     """Seconds allowed for the join (signaling and transport); None: the core's default."""
@@ -652,7 +654,7 @@ class Room(EventEmitter[EventTypes]):
 
 
 def _connect_request(url: str, token: str, options: RoomOptions) -> proto_ffi.FfiRequest:
-    if options.e2ee is not None:
+    if options.e2ee is not None or options.encryption is not None:
         raise ConnectError("end-to-end encryption is not supported yet")
     req = proto_ffi.FfiRequest()
     req.connect.url = url
