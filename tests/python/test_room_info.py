@@ -4,7 +4,9 @@ recording, permissions, kind details, activity and connection quality."""
 from __future__ import annotations
 
 import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, List
+
+import pytest
 
 from helpers import Recorder, settle
 from livekit import api, rtc
@@ -81,3 +83,23 @@ async def test_disconnect_with_a_reason(join: Join) -> None:
     # The server passes our reason on to the others.
     assert gone.disconnect_reason == rtc.DisconnectReason.USER_REJECTED
     assert not bob.isconnected()
+
+
+async def test_track_subscription_permissions_are_accepted(join: Any) -> None:
+    room = await join("perm-owner")
+    other = await join("perm-other")
+    room.local_participant.set_track_subscription_permissions(
+        allow_all_participants=False,
+        participant_permissions=[
+            rtc.ParticipantTrackPermission(participant_identity="perm-other", allow_all=True)
+        ],
+    )
+    room.local_participant.set_track_subscription_permissions(allow_all_participants=True)
+    # The session goes on: data still flows after the updates.
+    got: List[bytes] = []
+    other.on("data_received", lambda p: got.append(p.data))
+    await room.local_participant.publish_data(b"after")
+    assert await settle(lambda: got == [b"after"], timeout=10)
+    await room.disconnect()
+    with pytest.raises(RuntimeError):
+        room.local_participant.set_track_subscription_permissions(allow_all_participants=True)

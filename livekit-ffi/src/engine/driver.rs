@@ -110,6 +110,10 @@ impl Driver {
                         self.flush_before_leaving().await;
                         Input::Leave
                     }
+                    Some(Command::Signal(req)) => {
+                        self.send_signal(*req).await;
+                        continue;
+                    }
                     Some(Command::Update(req, reply)) => {
                         let id = self.engine.request_update(Instant::now(), req);
                         self.requests.insert(id, reply);

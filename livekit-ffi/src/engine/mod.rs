@@ -143,6 +143,8 @@ impl Shared {
 
 enum Command {
     Disconnect(oneshot::Sender<()>, proto::DisconnectReason),
+    /// A request the server answers with nothing (sent as is, when connected).
+    Signal(Box<proto::signal_request::Message>),
     Update(
         proto::UpdateParticipantMetadata,
         oneshot::Sender<std::result::Result<(), RequestError>>,
@@ -422,6 +424,35 @@ impl Room {
     /// Stops receiving stream `id`: what still comes for it is dropped.
     pub fn discard_stream(&self, id: &str) {
         self.shared.streams.discard(id);
+    }
+
+    /// Who may subscribe to our tracks: everyone (`all`), or the participants
+    /// listed, each to all its tracks or to the track sids given.
+    pub async fn set_track_subscription_permissions(
+        &self,
+        all: bool,
+        permissions: Vec<(String, bool, Vec<String>)>,
+    ) -> Result<()> {
+        let track_permissions = permissions
+            .into_iter()
+            .map(
+                |(identity, all_tracks, track_sids)| proto::TrackPermission {
+                    participant_identity: identity,
+                    all_tracks,
+                    track_sids,
+                    ..Default::default()
+                },
+            )
+            .collect();
+        let req =
+            proto::signal_request::Message::SubscriptionPermission(proto::SubscriptionPermission {
+                all_participants: all,
+                track_permissions,
+            });
+        self.cmd
+            .send(Command::Signal(Box::new(req)))
+            .await
+            .map_err(|_| Error::NotConnected)
     }
 
     /// Asks the server to change our metadata, name or attributes (needs the

@@ -310,6 +310,10 @@ impl FfiServer {
             Req::FlushSoxResampler(r) => {
                 audio::flush_sox_resampler(self, r).map(Res::FlushSoxResampler)
             }
+            Req::SetTrackSubscriptionPermissions(r) => {
+                room::set_track_subscription_permissions(self, r)
+                    .map(Res::SetTrackSubscriptionPermissions)
+            }
             Req::SendChatMessage(r) => chat::send(self, r).map(Res::SendChatMessage),
             Req::EditChatMessage(r) => chat::edit(self, r).map(Res::SendChatMessage),
             Req::PerformRpc(r) => rpc::perform(self, r).map(Res::PerformRpc),

@@ -456,3 +456,32 @@ pub(super) fn publish_transcription(
     )?;
     Ok(proto::PublishTranscriptionResponse { async_id })
 }
+
+pub(super) fn set_track_subscription_permissions(
+    server: &'static FfiServer,
+    r: proto::SetTrackSubscriptionPermissionsRequest,
+) -> FfiResult<proto::SetTrackSubscriptionPermissionsResponse> {
+    let room = local_room(server, r.local_participant_handle)?;
+    let permissions = r
+        .permissions
+        .into_iter()
+        .map(|p| {
+            (
+                p.participant_identity,
+                p.allow_all.unwrap_or(false),
+                p.allowed_track_sids,
+            )
+        })
+        .collect();
+    let all = r.all_participants_allowed;
+    // Answered at once, as livekit-ffi does; the update follows in order.
+    server.spawn(async move {
+        if let Err(e) = room
+            .set_track_subscription_permissions(all, permissions)
+            .await
+        {
+            log::warn!("track subscription permissions not sent: {e}");
+        }
+    });
+    Ok(proto::SetTrackSubscriptionPermissionsResponse {})
+}

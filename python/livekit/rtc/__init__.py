@@ -22,7 +22,7 @@ from ._proto.room_pb2 import (
     IceServer,
     IceTransportType,
 )
-from ._proto.track_pb2 import TrackKind, TrackSource
+from ._proto.track_pb2 import ParticipantTrackPermission, TrackKind, TrackSource
 from .audio_frame import AudioFrame
 from .audio_mixer import AudioMixer
 from .audio_source import AudioSource
@@ -96,6 +96,7 @@ __all__ = [
     "Participant",
     "ParticipantKind",
     "ParticipantState",
+    "ParticipantTrackPermission",
     "ParticipantUpdateError",
     "PublishDataError",
     "PublishDTMFError",

@@ -37,6 +37,7 @@ from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
 from ._proto import rpc_pb2 as proto_rpc
+from ._proto.track_pb2 import ParticipantTrackPermission
 from .data_stream import (
     BaseStreamWriter,
     ByteStreamInfo,
@@ -312,6 +313,23 @@ class LocalParticipant(Participant):
             raise PublishDataError(str(e)) from None
         if event.publish_data.HasField("error"):
             raise PublishDataError(event.publish_data.error)
+
+    def set_track_subscription_permissions(
+        self,
+        *,
+        allow_all_participants: bool,
+        participant_permissions: Optional[List[ParticipantTrackPermission]] = None,
+    ) -> None:
+        """Sets who may subscribe to this participant's tracks: everyone
+        (`allow_all_participants`), or the participants listed in
+        `participant_permissions` (each to all its tracks or to the sids given)."""
+        if self._handle is None:
+            raise RuntimeError("the room is not connected")
+        req = proto_ffi.FfiRequest()
+        req.set_track_subscription_permissions.local_participant_handle = self._handle
+        req.set_track_subscription_permissions.all_participants_allowed = allow_all_participants
+        req.set_track_subscription_permissions.permissions.extend(participant_permissions or [])
+        FfiClient.instance().request(req)
 
     async def publish_dtmf(self, *, code: int, digit: str) -> None:
         """Sends a SIP DTMF tone to the room (reliable, in call order with data)."""

@@ -4,7 +4,9 @@ isort:skip_file
 Track publications: only what the room messages refer to so far (no media yet)."""
 
 import builtins
+import collections.abc
 import google.protobuf.descriptor
+import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 from . import handle_pb2
@@ -139,3 +141,65 @@ class OwnedTrackPublication(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["handle", b"handle", "info", b"info"]) -> None: ...
 
 global___OwnedTrackPublication = OwnedTrackPublication
+
+@typing.final
+class ParticipantTrackPermission(google.protobuf.message.Message):
+    """Who may subscribe to the local participant's tracks."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    ALLOW_ALL_FIELD_NUMBER: builtins.int
+    ALLOWED_TRACK_SIDS_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    """The participant allowed (or not) to subscribe."""
+    allow_all: builtins.bool
+    """Allows all the tracks of the local participant."""
+    @property
+    def allowed_track_sids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """The tracks allowed when not all of them are."""
+
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        allow_all: builtins.bool | None = ...,
+        allowed_track_sids: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["allow_all", b"allow_all", "participant_identity", b"participant_identity"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["allow_all", b"allow_all", "allowed_track_sids", b"allowed_track_sids", "participant_identity", b"participant_identity"]) -> None: ...
+
+global___ParticipantTrackPermission = ParticipantTrackPermission
+
+@typing.final
+class SetTrackSubscriptionPermissionsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LOCAL_PARTICIPANT_HANDLE_FIELD_NUMBER: builtins.int
+    ALL_PARTICIPANTS_ALLOWED_FIELD_NUMBER: builtins.int
+    PERMISSIONS_FIELD_NUMBER: builtins.int
+    local_participant_handle: builtins.int
+    all_participants_allowed: builtins.bool
+    @property
+    def permissions(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ParticipantTrackPermission]: ...
+    def __init__(
+        self,
+        *,
+        local_participant_handle: builtins.int | None = ...,
+        all_participants_allowed: builtins.bool | None = ...,
+        permissions: collections.abc.Iterable[global___ParticipantTrackPermission] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["all_participants_allowed", b"all_participants_allowed", "local_participant_handle", b"local_participant_handle"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["all_participants_allowed", b"all_participants_allowed", "local_participant_handle", b"local_participant_handle", "permissions", b"permissions"]) -> None: ...
+
+global___SetTrackSubscriptionPermissionsRequest = SetTrackSubscriptionPermissionsRequest
+
+@typing.final
+class SetTrackSubscriptionPermissionsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___SetTrackSubscriptionPermissionsResponse = SetTrackSubscriptionPermissionsResponse
