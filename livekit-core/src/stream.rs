@@ -299,8 +299,9 @@ impl Receiver {
         }
     }
 
-    /// Takes in a stream packet from `sender`; anything else gives nothing.
-    pub fn on_packet(&mut self, sender: &str, value: &data_packet::Value) -> Option<Event> {
+    /// Takes in a stream packet from `sender` (its content moves on in the
+    /// event, uncopied); anything else gives nothing.
+    pub fn on_packet(&mut self, sender: &str, value: data_packet::Value) -> Option<Event> {
         match value {
             data_packet::Value::StreamHeader(h) => Some(self.on_header(sender, h)),
             data_packet::Value::StreamChunk(c) => self.on_chunk(sender, c),
@@ -309,13 +310,13 @@ impl Receiver {
         }
     }
 
-    fn on_header(&mut self, sender: &str, h: &data_stream::Header) -> Event {
+    fn on_header(&mut self, sender: &str, h: data_stream::Header) -> Event {
         let refuse = |error| Event::Refused {
             sender: sender.to_string(),
             header: h.clone(),
             error,
         };
-        let Some(kind) = kind_of(h) else {
+        let Some(kind) = kind_of(&h) else {
             return refuse(StreamError::InvalidHeader);
         };
         if self.open.contains_key(&h.stream_id) {
@@ -337,11 +338,11 @@ impl Receiver {
         Event::Opened {
             sender: sender.to_string(),
             kind,
-            header: h.clone(),
+            header: h,
         }
     }
 
-    fn on_chunk(&mut self, sender: &str, c: &data_stream::Chunk) -> Option<Event> {
+    fn on_chunk(&mut self, sender: &str, c: data_stream::Chunk) -> Option<Event> {
         let s = self.open.get_mut(&c.stream_id)?;
         if s.sender != sender {
             // Only the stream's sender may add to it.
@@ -376,18 +377,18 @@ impl Receiver {
         s.next_index += 1;
         s.received += c.content.len() as u64;
         Some(Event::Chunk {
-            id: c.stream_id.clone(),
+            id: c.stream_id,
             index: c.chunk_index,
-            content: c.content.clone(),
+            content: c.content,
         })
     }
 
-    fn on_trailer(&mut self, sender: &str, t: &data_stream::Trailer) -> Option<Event> {
+    fn on_trailer(&mut self, sender: &str, t: data_stream::Trailer) -> Option<Event> {
         if self.open.get(&t.stream_id)?.sender != sender {
             return None;
         }
         let s = self.open.remove(&t.stream_id)?;
-        let id = t.stream_id.clone();
+        let id = t.stream_id;
         if let Some(announced) = s.total.filter(|&a| s.received < a) {
             let error = StreamError::Incomplete {
                 announced,
@@ -396,14 +397,12 @@ impl Receiver {
             return Some(Event::Failed { id, error });
         }
         if !t.reason.is_empty() {
-            let error = StreamError::Aborted {
-                reason: t.reason.clone(),
-            };
+            let error = StreamError::Aborted { reason: t.reason };
             return Some(Event::Failed { id, error });
         }
         Some(Event::Closed {
             id,
-            attributes: t.attributes.clone(),
+            attributes: t.attributes,
         })
     }
 
@@ -487,7 +486,7 @@ mod tests {
     fn deliver(rx: &mut Receiver, from: &str, packets: &[Packet]) -> Vec<Event> {
         packets
             .iter()
-            .filter_map(|p| rx.on_packet(from, p.value.as_ref().unwrap()))
+            .filter_map(|p| rx.on_packet(from, p.value.clone().unwrap()))
             .collect()
     }
 
@@ -623,7 +622,7 @@ mod tests {
         let mut rx = Receiver::default();
         rx.on_packet(
             "a",
-            &data_packet::Value::StreamHeader(header("t", Kind::Text, None)),
+            data_packet::Value::StreamHeader(header("t", Kind::Text, None)),
         );
         let bad = data_stream::Chunk {
             stream_id: "t".into(),
@@ -631,7 +630,7 @@ mod tests {
             ..Default::default()
         };
         let e = rx
-            .on_packet("a", &data_packet::Value::StreamChunk(bad))
+            .on_packet("a", data_packet::Value::StreamChunk(bad))
             .unwrap();
         assert!(matches!(
             e,
@@ -647,11 +646,11 @@ mod tests {
         let mut rx = Receiver::default();
         rx.on_packet(
             "a",
-            &data_packet::Value::StreamHeader(header("1", Kind::Text, None)),
+            data_packet::Value::StreamHeader(header("1", Kind::Text, None)),
         );
         rx.on_packet(
             "b",
-            &data_packet::Value::StreamHeader(header("2", Kind::Text, None)),
+            data_packet::Value::StreamHeader(header("2", Kind::Text, None)),
         );
         // Someone else cannot add to or end a stream.
         let foreign = data_stream::Trailer {
@@ -659,7 +658,7 @@ mod tests {
             ..Default::default()
         };
         assert!(rx
-            .on_packet("b", &data_packet::Value::StreamTrailer(foreign))
+            .on_packet("b", data_packet::Value::StreamTrailer(foreign))
             .is_none());
         let left = rx.on_participant_left("a");
         assert_eq!(left.len(), 1);
@@ -672,7 +671,7 @@ mod tests {
             ..Default::default()
         };
         let e = rx
-            .on_packet("b", &data_packet::Value::StreamTrailer(aborted))
+            .on_packet("b", data_packet::Value::StreamTrailer(aborted))
             .unwrap();
         assert!(matches!(
             e,
@@ -703,12 +702,12 @@ mod tests {
         let mut rx = Receiver::new(1);
         rx.on_packet(
             "a",
-            &data_packet::Value::StreamHeader(header("1", Kind::Text, None)),
+            data_packet::Value::StreamHeader(header("1", Kind::Text, None)),
         );
         let e = rx
             .on_packet(
                 "a",
-                &data_packet::Value::StreamHeader(header("2", Kind::Text, None)),
+                data_packet::Value::StreamHeader(header("2", Kind::Text, None)),
             )
             .unwrap();
         assert!(matches!(
@@ -724,7 +723,7 @@ mod tests {
             ..Default::default()
         };
         assert!(rx
-            .on_packet("a", &data_packet::Value::StreamChunk(c))
+            .on_packet("a", data_packet::Value::StreamChunk(c))
             .is_none());
     }
 

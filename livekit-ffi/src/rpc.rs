@@ -205,14 +205,14 @@ impl Rpc {
 
     /// Takes in an RPC packet from `sender`: acks and answers go out through
     /// `outbox`; an invocation of a registered method is returned for the
-    /// application. `None` for packets that are not RPC.
+    /// application.
     pub(crate) fn on_packet(
         &self,
         outbox: &Outbox,
         identity: &str,
         sender: &str,
         value: &data_packet::Value,
-    ) -> Option<Option<Invocation>> {
+    ) -> Option<Invocation> {
         match value {
             data_packet::Value::RpcRequest(r) => {
                 let (out, invocation) = self.state.lock().server.on_request(sender, r);
@@ -226,15 +226,14 @@ impl Rpc {
                         log::warn!("RPC ack or answer not sent: {e}");
                     }
                 }
-                Some(invocation)
+                invocation
             }
-            data_packet::Value::RpcAck(_) | data_packet::Value::RpcResponse(_) => {
+            _ => {
                 let mut s = self.state.lock();
                 let ended = s.client.on_packet(self.now_ms(), sender, value);
                 Self::settle(&mut s, ended.into_iter().collect());
-                Some(None)
+                None
             }
-            _ => None,
         }
     }
 

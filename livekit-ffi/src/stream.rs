@@ -189,7 +189,7 @@ impl Streams {
 
     /// Takes in a stream packet from `sender`; `None` for packets of other kinds
     /// and for streams a topic handler takes.
-    pub(crate) fn on_packet(&self, sender: &str, value: &data_packet::Value) -> Option<RoomEvent> {
+    pub(crate) fn on_packet(&self, sender: &str, value: data_packet::Value) -> Option<RoomEvent> {
         let event = self.receiver.lock().on_packet(sender, value)?;
         self.dispatch(event)
     }

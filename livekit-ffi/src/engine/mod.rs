@@ -102,29 +102,30 @@ impl Shared {
     /// Takes in a received packet that is not user data: RPC and stream packets
     /// are handled here (the events they make are returned), the rest becomes a
     /// `DataPacket` event.
-    pub(crate) fn route(&self, p: Box<packet::DataPacket>) -> Vec<RoomEvent> {
-        let Some(value) = &p.value else {
-            return vec![];
-        };
+    pub(crate) fn route(&self, mut p: Box<packet::DataPacket>) -> Vec<RoomEvent> {
+        use packet::data_packet::Value as V;
         let sender = &p.participant_identity;
-        let identity = self.identity();
-        if let Some(invocation) = self.rpc.on_packet(&self.outbox, &identity, sender, value) {
-            return invocation
-                .map(RoomEvent::RpcInvocation)
-                .into_iter()
-                .collect();
-        }
-        match value {
-            packet::data_packet::Value::StreamHeader(_)
-            | packet::data_packet::Value::StreamChunk(_)
-            | packet::data_packet::Value::StreamTrailer(_) => {
-                self.streams.on_packet(sender, value).into_iter().collect()
+        match p.value.take() {
+            None => vec![],
+            Some(v @ (V::StreamHeader(_) | V::StreamChunk(_) | V::StreamTrailer(_))) => {
+                self.streams.on_packet(sender, v).into_iter().collect()
             }
-            packet::data_packet::Value::ChatMessage(m) => vec![RoomEvent::ChatMessage {
+            Some(v @ (V::RpcRequest(_) | V::RpcAck(_) | V::RpcResponse(_))) => {
+                let identity = self.identity();
+                self.rpc
+                    .on_packet(&self.outbox, &identity, sender, &v)
+                    .map(RoomEvent::RpcInvocation)
+                    .into_iter()
+                    .collect()
+            }
+            Some(V::ChatMessage(message)) => vec![RoomEvent::ChatMessage {
                 sender: sender.clone(),
-                message: m.clone(),
+                message,
             }],
-            _ => vec![RoomEvent::DataPacket(p)],
+            Some(other) => {
+                p.value = Some(other);
+                vec![RoomEvent::DataPacket(p)]
+            }
         }
     }
 

@@ -141,7 +141,7 @@ impl Reader {
                     detail: Some(proto::text_stream_reader_event::Detail::ChunkReceived(
                         proto::TextStreamReaderChunkReceived {
                             // The core checked every text chunk is UTF-8.
-                            content: String::from_utf8_lossy(&c).into_owned(),
+                            content: text(c),
                         },
                     )),
                 })
@@ -176,6 +176,11 @@ impl Reader {
     }
 }
 
+/// Text the core checked is UTF-8, taken without a copy.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 fn split_end(
     r: Result<BTreeMap<String, String>, String>,
     error: impl Fn(String) -> proto::StreamError,
@@ -202,7 +207,7 @@ fn finish_all(
         Collect::Text => {
             use proto::text_stream_reader_read_all_callback::Result as R;
             let result = match result {
-                Ok(()) => R::Content(String::from_utf8_lossy(&data).into_owned()),
+                Ok(()) => R::Content(text(data)),
                 Err(e) => R::Error(error(e)),
             };
             server.send_event(Ev::TextStreamReaderReadAll(

@@ -17,6 +17,7 @@ piece; otherwise chunks are forwarded as they arrive.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import datetime
@@ -124,7 +125,7 @@ _Chunk = TypeVar("_Chunk", str, bytes)
 _NEW, _INCREMENTAL, _READ_ALL, _DONE = "new", "incremental", "read_all", "done"
 
 
-class _StreamReader(Generic[_Chunk]):
+class _StreamReader(abc.ABC, Generic[_Chunk]):
     _event_kind: str  # the FfiEvent field of this reader's chunk events
 
     def __init__(
@@ -147,24 +148,52 @@ class _StreamReader(Generic[_Chunk]):
 
     # -- what subclasses provide
 
+    # The FfiRequest fields of this reader's requests, and the FfiEvent field of its
+    # read-all callback (text_* or byte_*).
+    _incremental_field: str
+    _read_all_field: str
+    _read_all_event: str
+    _info: BaseStreamInfo
+
+    @abc.abstractmethod
+    def _join(self, chunks: List[_Chunk]) -> _Chunk:
+        """The chunks as one piece."""
+
+    @abc.abstractmethod
+    def _size(self, chunk: _Chunk) -> int:
+        """A chunk's size in bytes."""
+
+    # -- the same for text and bytes, by field name
+
     def _chunk_or_eos(self, event: proto_ffi.FfiEvent) -> Tuple[Optional[_Chunk], Any]:
         """The chunk an event carries, or its end of stream (a `*ReaderEOS`)."""
-        raise NotImplementedError
+        ev = getattr(event, self._event_kind)
+        detail = ev.WhichOneof("detail")
+        if detail == "chunk_received":
+            return ev.chunk_received.content, None
+        return None, (ev.eos if detail == "eos" else None)
 
     def _set_incremental(self, req: proto_ffi.FfiRequest, handle: int) -> None:
-        raise NotImplementedError
+        getattr(req, self._incremental_field).reader_handle = handle
 
     async def _read_all_request(self, handle: int) -> _Chunk:
-        raise NotImplementedError
-
-    def _join(self, chunks: List[_Chunk]) -> _Chunk:
-        raise NotImplementedError
-
-    def _size(self, chunk: _Chunk) -> int:
-        raise NotImplementedError
+        req = proto_ffi.FfiRequest()
+        getattr(req, self._read_all_field).reader_handle = handle
+        try:
+            event = await FfiClient.instance().call(req)
+        except FfiRequestError as e:
+            FfiClient.instance().drop_handle(handle)
+            raise StreamError(f"cannot read the stream: {e}") from None
+        cb = getattr(event, self._read_all_event)
+        if cb.WhichOneof("result") == "error":
+            raise StreamError(cb.error.description)
+        content: _Chunk = cb.content
+        self._check_payload_size(self._size(content))
+        return content
 
     def _update_attributes(self, attributes: Dict[str, str]) -> None:
-        raise NotImplementedError
+        if attributes:
+            self._info.attributes = {**(self._info.attributes or {}), **attributes}
 
     # -- reading
 
@@ -363,6 +392,10 @@ class TextStreamReader(_StreamReader[str]):
     reader`. Ends with `StreamError` if the stream does not complete."""
 
     _event_kind = "text_stream_reader_event"
+    _incremental_field = "text_read_incremental"
+    _read_all_field = "text_read_all"
+    _read_all_event = "text_stream_reader_read_all"
+    _info: TextStreamInfo
 
     def __init__(
         self,
@@ -381,40 +414,11 @@ class TextStreamReader(_StreamReader[str]):
         """The whole text (what is left of it, if chunks were already read)."""
         return await self._read_everything()
 
-    def _chunk_or_eos(self, event: proto_ffi.FfiEvent) -> Tuple[Optional[str], Any]:
-        ev = event.text_stream_reader_event
-        detail = ev.WhichOneof("detail")
-        if detail == "chunk_received":
-            return ev.chunk_received.content, None
-        return None, (ev.eos if detail == "eos" else None)
-
-    def _set_incremental(self, req: proto_ffi.FfiRequest, handle: int) -> None:
-        req.text_read_incremental.reader_handle = handle
-
-    async def _read_all_request(self, handle: int) -> str:
-        req = proto_ffi.FfiRequest()
-        req.text_read_all.reader_handle = handle
-        try:
-            event = await FfiClient.instance().call(req)
-        except FfiRequestError as e:
-            FfiClient.instance().drop_handle(handle)
-            raise StreamError(f"cannot read the stream: {e}") from None
-        cb = event.text_stream_reader_read_all
-        if cb.WhichOneof("result") == "error":
-            raise StreamError(cb.error.description)
-        content = cb.content
-        self._check_payload_size(self._size(content))
-        return content
-
     def _join(self, chunks: List[str]) -> str:
         return "".join(chunks)
 
     def _size(self, chunk: str) -> int:
         return len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
-
-    def _update_attributes(self, attributes: Dict[str, str]) -> None:
-        if attributes:
-            self._info.attributes = {**(self._info.attributes or {}), **attributes}
 
 
 class ByteStreamReader(_StreamReader[bytes]):
@@ -422,6 +426,10 @@ class ByteStreamReader(_StreamReader[bytes]):
     reader.read_all()`). Ends with `StreamError` if the stream does not complete."""
 
     _event_kind = "byte_stream_reader_event"
+    _incremental_field = "byte_read_incremental"
+    _read_all_field = "byte_read_all"
+    _read_all_event = "byte_stream_reader_read_all"
+    _info: ByteStreamInfo
 
     def __init__(
         self,
@@ -443,40 +451,11 @@ class ByteStreamReader(_StreamReader[bytes]):
         Not in the official SDK."""
         return await self._read_everything()
 
-    def _chunk_or_eos(self, event: proto_ffi.FfiEvent) -> Tuple[Optional[bytes], Any]:
-        ev = event.byte_stream_reader_event
-        detail = ev.WhichOneof("detail")
-        if detail == "chunk_received":
-            return ev.chunk_received.content, None
-        return None, (ev.eos if detail == "eos" else None)
-
-    def _set_incremental(self, req: proto_ffi.FfiRequest, handle: int) -> None:
-        req.byte_read_incremental.reader_handle = handle
-
-    async def _read_all_request(self, handle: int) -> bytes:
-        req = proto_ffi.FfiRequest()
-        req.byte_read_all.reader_handle = handle
-        try:
-            event = await FfiClient.instance().call(req)
-        except FfiRequestError as e:
-            FfiClient.instance().drop_handle(handle)
-            raise StreamError(f"cannot read the stream: {e}") from None
-        cb = event.byte_stream_reader_read_all
-        if cb.WhichOneof("result") == "error":
-            raise StreamError(cb.error.description)
-        content = cb.content
-        self._check_payload_size(len(content))
-        return content
-
     def _join(self, chunks: List[bytes]) -> bytes:
         return b"".join(chunks)
 
     def _size(self, chunk: bytes) -> int:
         return len(chunk)
-
-    def _update_attributes(self, attributes: Dict[str, str]) -> None:
-        if attributes:
-            self._info.attributes = {**(self._info.attributes or {}), **attributes}
 
 
 TextStreamHandler = Callable[[TextStreamReader, str], None]
@@ -533,10 +512,16 @@ class BaseStreamWriter:
             raise _StreamClosedError(f"cannot {what} the stream: it is not open")
         return self._handle
 
+    _close_field: str  # the FfiRequest field of this writer's close
+
     def _set_close(
         self, req: proto_ffi.FfiRequest, handle: int, reason: str, attributes: Dict[str, str]
     ) -> None:
-        raise NotImplementedError
+        close = getattr(req, self._close_field)
+        close.writer_handle = handle
+        if reason:
+            close.reason = reason
+        close.attributes.update(attributes)
 
     def _adopt(self, handle: int) -> None:
         self._handle = handle
@@ -578,6 +563,8 @@ def _drop_late_writer(event: proto_ffi.FfiEvent) -> None:
 
 class TextStreamWriter(BaseStreamWriter):
     """A text stream being sent (`LocalParticipant.stream_text`)."""
+
+    _close_field = "text_stream_close"
 
     def __init__(
         self,
@@ -644,17 +631,11 @@ class TextStreamWriter(BaseStreamWriter):
             req.text_stream_write.text = text
             await self._call(req)
 
-    def _set_close(
-        self, req: proto_ffi.FfiRequest, handle: int, reason: str, attributes: Dict[str, str]
-    ) -> None:
-        req.text_stream_close.writer_handle = handle
-        if reason:
-            req.text_stream_close.reason = reason
-        req.text_stream_close.attributes.update(attributes)
-
 
 class ByteStreamWriter(BaseStreamWriter):
     """A byte stream being sent (`LocalParticipant.stream_bytes`)."""
+
+    _close_field = "byte_stream_close"
 
     def __init__(
         self,
@@ -717,14 +698,6 @@ class ByteStreamWriter(BaseStreamWriter):
             req.byte_stream_write.writer_handle = handle
             req.byte_stream_write.bytes = bytes(data)
             await self._call(req)
-
-    def _set_close(
-        self, req: proto_ffi.FfiRequest, handle: int, reason: str, attributes: Dict[str, str]
-    ) -> None:
-        req.byte_stream_close.writer_handle = handle
-        if reason:
-            req.byte_stream_close.reason = reason
-        req.byte_stream_close.attributes.update(attributes)
 
 
 def _now_ms() -> int:
