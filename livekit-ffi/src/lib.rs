@@ -43,7 +43,7 @@ mod state;
 mod stream;
 
 pub use data::{DataKind, ReceivedData, UserData};
-pub use engine::{Room, RoomOptions};
+pub use engine::{PublishError, PublishOptions, Room, RoomOptions};
 pub use error::{DataError, Error, Result};
 pub use outbox::Done;
 pub use room::{Participant, RoomEvent, RoomInfo};

@@ -13,11 +13,14 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audio::{AudioPacket, EncodedAudio};
 use crate::data::{DataKind, MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::outbox::Outbox;
@@ -43,6 +46,13 @@ pub enum PeerEvent {
     /// ICE connectivity changed; `Disconnected` may recover on its own.
     IceState(IceConnectionState),
     ChannelOpen(DataKind),
+    /// The remote side sends (or stopped sending) the audio of media `mid`; `track_id`
+    /// is the track's sid as the server names it in the description.
+    AudioTrack {
+        mid: String,
+        track_id: String,
+        sending: bool,
+    },
     Data {
         kind: DataKind,
         bytes: Vec<u8>,
@@ -52,7 +62,8 @@ pub enum PeerEvent {
 }
 
 enum Command {
-    CreateOffer(oneshot::Sender<Result<String>>),
+    /// `None` when nothing changed since the last offer.
+    CreateOffer(oneshot::Sender<Result<Option<String>>>),
     /// An offer with fresh ICE credentials (resume after a loss).
     IceRestartOffer(oneshot::Sender<Result<String>>),
     AcceptAnswer(String, oneshot::Sender<Result<()>>),
@@ -60,13 +71,23 @@ enum Command {
     AddRemoteCandidate(Candidate),
     /// Answer once everything queued has been sent and acknowledged.
     Flush(oneshot::Sender<Result<()>>),
+    /// Send a track's audio (`cid` is its id in the description) from the next offer on.
+    AddAudio(String),
+    /// Stop sending track `cid` (the next offer says so).
+    RemoveAudio(String),
+    /// Where the received audio of media `mid` goes (`None`: nowhere).
+    RouteAudio(String, Option<mpsc::Sender<AudioPacket>>),
 }
+
+/// How much encoded audio may wait for the peer task: 50 packets of 20 ms.
+const MEDIA_QUEUE: usize = 50;
 
 /// Handle to a running peer connection task. The task ends when every handle is gone.
 #[derive(Clone)]
 pub struct PeerConnection {
     role: PeerRole,
     tx: mpsc::Sender<Command>,
+    media: mpsc::Sender<EncodedAudio>,
     local_candidates: Arc<Vec<Candidate>>,
 }
 
@@ -143,6 +164,7 @@ impl PeerConnection {
         let added = rtc.add_local_candidate(candidate).cloned();
         let local_candidates = Arc::new(added.into_iter().collect::<Vec<_>>());
         let (tx, rx) = mpsc::channel(256);
+        let (media, media_rx) = mpsc::channel(MEDIA_QUEUE);
         let driver = Driver {
             role,
             rtc,
@@ -156,11 +178,16 @@ impl PeerConnection {
             remote_described: false,
             flushing: Vec::new(),
             early_candidates: Vec::new(),
+            sending: HashMap::new(),
+            to_add: Vec::new(),
+            to_stop: Vec::new(),
+            receiving: HashMap::new(),
         };
-        tokio::spawn(driver.run(rx));
+        tokio::spawn(driver.run(rx, media_rx));
         Ok(Self {
             role,
             tx,
+            media,
             local_candidates,
         })
     }
@@ -202,8 +229,9 @@ impl PeerConnection {
         self.call(Command::Flush).await
     }
 
-    /// Offer with our `_reliable` and `_lossy` data channels (publisher only).
-    pub async fn create_offer(&self) -> Result<String> {
+    /// Offer with our `_reliable` and `_lossy` data channels and our tracks
+    /// (publisher only); `None` when nothing changed since the last one.
+    pub async fn create_offer(&self) -> Result<Option<String>> {
         self.call(Command::CreateOffer).await
     }
 
@@ -213,6 +241,38 @@ impl PeerConnection {
 
     pub async fn accept_offer(&self, sdp: String) -> Result<String> {
         self.call(|r| Command::AcceptOffer(sdp, r)).await
+    }
+
+    /// Where encoded audio of our tracks goes to be sent (publisher only). Full means
+    /// the connection is not keeping up: the sender drops the packet.
+    pub fn media_input(&self) -> mpsc::Sender<EncodedAudio> {
+        self.media.clone()
+    }
+
+    async fn tell(&self, cmd: Command) -> Result<()> {
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| Error::Rtc("peer connection closed".into()))
+    }
+
+    /// Sends track `cid` from the next offer on (publisher only).
+    pub async fn add_audio(&self, cid: &str) -> Result<()> {
+        self.tell(Command::AddAudio(cid.to_owned())).await
+    }
+
+    /// Stops sending track `cid`; the next offer tells the server.
+    pub async fn remove_audio(&self, cid: &str) -> Result<()> {
+        self.tell(Command::RemoveAudio(cid.to_owned())).await
+    }
+
+    /// Routes the audio received on media `mid` (subscriber only).
+    pub async fn route_audio(
+        &self,
+        mid: &str,
+        to: Option<mpsc::Sender<AudioPacket>>,
+    ) -> Result<()> {
+        self.tell(Command::RouteAudio(mid.to_owned(), to)).await
     }
 
     /// Adds a remote candidate from a trickle `candidate_init` JSON.
@@ -264,6 +324,13 @@ struct Driver {
     early_candidates: Vec<Candidate>,
     /// Callers waiting for everything sent to be acknowledged.
     flushing: Vec<oneshot::Sender<Result<()>>>,
+    /// Our tracks by cid, with their media once an offer carried them.
+    sending: HashMap<String, Option<Mid>>,
+    /// Tracks the next offer adds, and media it marks inactive.
+    to_add: Vec<String>,
+    to_stop: Vec<Mid>,
+    /// Where each received audio media goes.
+    receiving: HashMap<Mid, mpsc::Sender<AudioPacket>>,
 }
 
 impl Driver {
@@ -286,7 +353,11 @@ impl Driver {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut media: mpsc::Receiver<EncodedAudio>,
+    ) {
         let mut buf = vec![0u8; 2048];
         loop {
             let timeout = match self.drain().await {
@@ -321,6 +392,7 @@ impl Driver {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
+                Some(audio) = media.recv() => self.write_audio(audio),
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, source)) => {
                         if let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
@@ -405,7 +477,77 @@ impl Driver {
                 }
             }
             Event::Closed => self.emit(PeerEvent::Closed("remote closed".into())).await,
+            Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
+                self.audio_changed(m.mid, m.direction).await
+            }
+            Event::MediaChanged(m) => {
+                let audio = self
+                    .rtc
+                    .media(m.mid)
+                    .is_some_and(|media| media.kind() == MediaKind::Audio);
+                if audio {
+                    self.audio_changed(m.mid, m.direction).await
+                }
+            }
+            Event::MediaData(d) => {
+                if let Some(to) = self.receiving.get(&d.mid) {
+                    let packet = AudioPacket {
+                        seq: **d.seq_range.end(),
+                        rtp_time: d.time.numer(),
+                        data: d.data,
+                    };
+                    // A receiver that falls behind loses packets, never holds the transport.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = to.try_send(packet) {
+                        self.receiving.remove(&d.mid);
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// A remote audio media appeared or changed direction (subscriber side).
+    async fn audio_changed(&mut self, mid: Mid, direction: Direction) {
+        if self.sending.values().any(|m| *m == Some(mid)) {
+            return;
+        }
+        let track_id = self
+            .rtc
+            .media(mid)
+            .map(|m| m.track_id().to_owned())
+            .unwrap_or_default();
+        // The server's direction is the reverse of ours: it sends, we receive.
+        let sending = direction.is_receiving();
+        if !sending {
+            self.receiving.remove(&mid);
+        }
+        self.emit(PeerEvent::AudioTrack {
+            mid: mid.to_string(),
+            track_id,
+            sending,
+        })
+        .await;
+    }
+
+    /// Hands one encoded packet of a track to its media; dropped before the media is
+    /// negotiated and connected (a real-time packet is worth nothing later).
+    fn write_audio(&mut self, audio: EncodedAudio) {
+        let Some(Some(mid)) = self.sending.get(&audio.cid).copied() else {
+            return;
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        let time = MediaTime::new(audio.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+        if let Err(e) = writer.write(pt, Instant::now(), time, audio.data) {
+            log::debug!("{:?}: audio not sent: {e}", self.role);
         }
     }
 
@@ -458,8 +600,40 @@ impl Driver {
                 self.flushing.push(reply);
                 self.check_flushed();
             }
+            Command::AddAudio(cid) => {
+                if !self.sending.contains_key(&cid) {
+                    self.sending.insert(cid.clone(), None);
+                    self.to_add.push(cid);
+                }
+            }
+            Command::RemoveAudio(cid) => {
+                self.to_add.retain(|c| *c != cid);
+                if let Some(Some(mid)) = self.sending.remove(&cid) {
+                    self.to_stop.push(mid);
+                }
+            }
+            Command::RouteAudio(mid, to) => {
+                let mid = Mid::from(mid.as_str());
+                match to {
+                    Some(to) => self.receiving.insert(mid, to),
+                    None => self.receiving.remove(&mid),
+                };
+            }
             Command::CreateOffer(reply) => {
                 let mut api = self.rtc.sdp_api();
+                for cid in self.to_add.drain(..) {
+                    let mid = api.add_media(
+                        MediaKind::Audio,
+                        Direction::SendOnly,
+                        None,
+                        Some(cid.clone()),
+                        None,
+                    );
+                    self.sending.insert(cid, Some(mid));
+                }
+                for mid in self.to_stop.drain(..) {
+                    api.set_direction(mid, Direction::Inactive);
+                }
                 if self.open.is_empty() && self.channels.is_empty() {
                     api.add_channel_with_config(ChannelConfig {
                         label: DataKind::Reliable.label().into(),
@@ -479,9 +653,9 @@ impl Driver {
                 let result = match api.apply() {
                     Some((offer, pending)) => {
                         self.pending_offer = Some(pending);
-                        Ok(offer.to_sdp_string())
+                        Ok(Some(offer.to_sdp_string()))
                     }
-                    None => Err(Error::Rtc("nothing to offer".into())),
+                    None => Ok(None),
                 };
                 let _ = reply.send(result);
             }

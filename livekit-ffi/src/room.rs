@@ -35,6 +35,8 @@ pub struct Participant {
     /// `ParticipantInfo.KindDetail`s (cloud agent, forwarded, connector...).
     pub kind_details: Vec<i32>,
     pub permission: Option<proto::ParticipantPermission>,
+    /// Published tracks, as the server describes them.
+    pub tracks: Vec<proto::TrackInfo>,
     version: u32,
     /// Learned from a data packet; the server has not described it yet.
     provisional: bool,
@@ -57,6 +59,7 @@ impl Participant {
             state: info.state,
             kind_details: info.kind_details.clone(),
             permission: info.permission.clone(),
+            tracks: info.tracks.clone(),
             version: info.version,
             provisional: false,
         }
@@ -167,6 +170,46 @@ pub enum RoomEvent {
         id: String,
         error: crate::stream::StreamError,
     },
+    /// A remote participant published a track.
+    TrackPublished {
+        identity: String,
+        track: proto::TrackInfo,
+    },
+    /// A remote participant's track is gone (after its `TrackUnsubscribed`).
+    TrackUnpublished {
+        identity: String,
+        sid: String,
+    },
+    /// A track's media arrives: it can be listened to.
+    TrackSubscribed {
+        identity: String,
+        sid: String,
+        track: crate::audio::RemoteAudioTrack,
+    },
+    TrackUnsubscribed {
+        identity: String,
+        sid: String,
+    },
+    TrackSubscriptionFailed {
+        identity: String,
+        sid: String,
+        error: String,
+    },
+    /// A track of anyone (us included) was muted or unmuted.
+    TrackMuted {
+        identity: String,
+        sid: String,
+        muted: bool,
+    },
+    /// One of our tracks is published (the server's description of it).
+    LocalTrackPublished(proto::TrackInfo),
+    LocalTrackUnpublished {
+        sid: String,
+    },
+    /// Someone subscribed to one of our tracks.
+    LocalTrackSubscribed {
+        sid: String,
+    },
     /// The room is gone; `reason` is `None` when we left on our own.
     Disconnected {
         reason: FailureReason,
@@ -179,6 +222,10 @@ pub struct RoomState {
     pub local: Participant,
     /// Remote participants by identity.
     pub remotes: HashMap<String, Participant>,
+    /// Our published tracks (kept by the engine, read by the user).
+    pub local_tracks: Vec<proto::TrackInfo>,
+    /// Remote tracks we receive, by sid (kept by the engine).
+    pub subscribed: HashMap<String, crate::audio::RemoteAudioTrack>,
     speakers: Vec<(String, f32)>,
     /// Who left lately (identity to sid and when): their late packets must not bring
     /// them back.
@@ -282,6 +329,7 @@ impl RoomState {
         let mut events = Vec::new();
         for (identity, p) in &self.remotes {
             if !fresh.remotes.contains_key(identity) {
+                events.extend(unpublished_all(p));
                 events.push(RoomEvent::ParticipantDisconnected {
                     participant: p.clone(),
                     reason: 0,
@@ -290,8 +338,14 @@ impl RoomState {
         }
         for (identity, p) in &fresh.remotes {
             match self.remotes.get(identity) {
-                None => events.push(RoomEvent::ParticipantConnected(p.clone())),
-                Some(old) => events.extend(changes(old, p)),
+                None => {
+                    events.push(RoomEvent::ParticipantConnected(p.clone()));
+                    events.extend(published_all(p));
+                }
+                Some(old) => {
+                    events.extend(changes(old, p));
+                    events.extend(track_changes(old, p));
+                }
             }
         }
         events.extend(changes(&self.local, &fresh.local));
@@ -301,7 +355,11 @@ impl RoomState {
                 new: fresh.room.metadata.clone(),
             });
         }
+        let local_tracks = std::mem::take(&mut self.local_tracks);
+        let subscribed = std::mem::take(&mut self.subscribed);
         *self = fresh;
+        self.local_tracks = local_tracks;
+        self.subscribed = subscribed;
         events
     }
 
@@ -339,6 +397,7 @@ impl RoomState {
                 Some(old) if disconnected => {
                     if old.sid == info.sid || info.sid.is_empty() || old.sid.is_empty() {
                         if let Some(p) = self.forget(&info.identity, now) {
+                            events.extend(unpublished_all(&p));
                             events.push(RoomEvent::ParticipantDisconnected {
                                 participant: p,
                                 reason: info.disconnect_reason,
@@ -352,34 +411,41 @@ impl RoomState {
                     let new = Participant::from_info(info);
                     self.remotes.insert(info.identity.clone(), new.clone());
                     let active = new.state == proto::participant_info::State::Active as i32;
-                    events.push(RoomEvent::ParticipantsUpdated(vec![new]));
+                    events.push(RoomEvent::ParticipantsUpdated(vec![new.clone()]));
                     if active {
                         events.push(RoomEvent::ParticipantActive {
                             identity: info.identity.clone(),
                         });
                     }
+                    events.extend(published_all(&new));
                 }
                 Some(old) if old.sid != info.sid => {
                     // Same identity, new session: the old one is gone.
                     let new = Participant::from_info(info);
                     if let Some(p) = self.remotes.insert(info.identity.clone(), new.clone()) {
+                        events.extend(unpublished_all(&p));
                         events.push(RoomEvent::ParticipantDisconnected {
                             participant: p,
                             reason: proto::DisconnectReason::DuplicateIdentity as i32,
                         });
                     }
+                    let published = published_all(&new);
                     events.push(RoomEvent::ParticipantConnected(new));
+                    events.extend(published);
                 }
                 Some(old) => {
                     let new = Participant::from_info(info);
                     events.extend(changes(old, &new));
+                    events.extend(track_changes(old, &new));
                     self.remotes.insert(info.identity.clone(), new);
                 }
                 None if disconnected => {}
                 None => {
                     let new = Participant::from_info(info);
                     self.remotes.insert(info.identity.clone(), new.clone());
+                    let published = published_all(&new);
                     events.push(RoomEvent::ParticipantConnected(new));
+                    events.extend(published);
                 }
             }
         }
@@ -448,6 +514,13 @@ impl RoomState {
             .collect()
     }
 
+    /// The participant that published track `sid`, with the track.
+    pub fn track(&self, sid: &str) -> Option<(&Participant, &proto::TrackInfo)> {
+        self.remotes
+            .values()
+            .find_map(|p| p.tracks.iter().find(|t| t.sid == sid).map(|t| (p, t)))
+    }
+
     pub fn active_speakers(&self) -> Vec<String> {
         self.speakers.iter().map(|(i, _)| i.clone()).collect()
     }
@@ -470,6 +543,54 @@ fn room_info(room: &proto::Room) -> RoomInfo {
         },
         active_recording: room.active_recording,
     }
+}
+
+fn published_all(p: &Participant) -> Vec<RoomEvent> {
+    p.tracks
+        .iter()
+        .map(|t| RoomEvent::TrackPublished {
+            identity: p.identity.clone(),
+            track: t.clone(),
+        })
+        .collect()
+}
+
+fn unpublished_all(p: &Participant) -> Vec<RoomEvent> {
+    p.tracks
+        .iter()
+        .map(|t| RoomEvent::TrackUnpublished {
+            identity: p.identity.clone(),
+            sid: t.sid.clone(),
+        })
+        .collect()
+}
+
+/// A remote participant's tracks that came, went, or were muted or unmuted.
+fn track_changes(old: &Participant, new: &Participant) -> Vec<RoomEvent> {
+    let mut events = Vec::new();
+    for t in &old.tracks {
+        if !new.tracks.iter().any(|n| n.sid == t.sid) {
+            events.push(RoomEvent::TrackUnpublished {
+                identity: new.identity.clone(),
+                sid: t.sid.clone(),
+            });
+        }
+    }
+    for t in &new.tracks {
+        match old.tracks.iter().find(|o| o.sid == t.sid) {
+            None => events.push(RoomEvent::TrackPublished {
+                identity: new.identity.clone(),
+                track: t.clone(),
+            }),
+            Some(o) if o.muted != t.muted => events.push(RoomEvent::TrackMuted {
+                identity: new.identity.clone(),
+                sid: t.sid.clone(),
+                muted: t.muted,
+            }),
+            Some(_) => {}
+        }
+    }
+    events
 }
 
 fn changes(old: &Participant, new: &Participant) -> Vec<RoomEvent> {

@@ -1,12 +1,34 @@
-//! Audio that does not need a room: sample-rate conversion and channel remixing
-//! of int16 PCM, the Opus codec (20 ms packets, loss concealment), and the audio
-//! source an application pushes into (bounded, played out in real time). Tracks
-//! and the jitter buffer come beside them.
+//! Audio: sample-rate conversion and channel remixing of int16 PCM, the Opus codec
+//! (20 ms packets, loss concealment), the audio source an application pushes into
+//! (bounded, played out in real time), the jitter buffer, and the tracks that join
+//! them to a room's connections (`track`).
 
 mod codec;
+mod jitter;
 mod resample;
 mod source;
+mod track;
 
 pub use codec::{OpusDecoder, OpusEncoder, OpusError, FRAME_SAMPLES, OPUS_RATE};
 pub use resample::{remix, Quality as ResampleQuality, ResampleError, Resampler};
 pub use source::{AudioSource, SourceError, TICK as SOURCE_TICK};
+pub use track::{LocalAudioTrack, MediaInput, PcmFrame, RemoteAudioTrack, FRAME_10MS};
+
+/// One Opus packet of a local track (`cid`), on its way to the publisher connection.
+#[derive(Debug)]
+pub struct EncodedAudio {
+    pub cid: String,
+    /// In 48 kHz samples.
+    pub rtp_time: u64,
+    pub data: Vec<u8>,
+}
+
+/// One Opus packet received on the subscriber connection.
+#[derive(Debug)]
+pub struct AudioPacket {
+    /// RTP sequence number, extended past its wrap.
+    pub seq: u64,
+    /// RTP time, extended.
+    pub rtp_time: u64,
+    pub data: std::sync::Arc<[u8]>,
+}

@@ -21,8 +21,10 @@ use super::io::{Action, Input};
 /// How long a disconnect waits for published data to be acknowledged.
 const FLUSH_ON_LEAVE: std::time::Duration = std::time::Duration::from_secs(2);
 use super::machine::Engine;
+use super::media::PublishError;
 use super::requests::RequestError;
 use super::{Command, RoomOptions, Shared};
+use crate::audio::{LocalAudioTrack, RemoteAudioTrack};
 use crate::error::{Error, Result};
 use crate::peer::{route_ip, PeerConnection, PeerEvent, PeerRole};
 use crate::room::RoomEvent;
@@ -59,6 +61,10 @@ pub(super) struct Driver {
     leaving: Vec<oneshot::Sender<()>>,
     /// What our leave tells the others.
     leave_reason: proto::DisconnectReason,
+    /// Our tracks by cid (with their DTX choice), asked for or published.
+    local_tracks: HashMap<String, (LocalAudioTrack, bool)>,
+    publishing:
+        HashMap<String, oneshot::Sender<std::result::Result<proto::TrackInfo, PublishError>>>,
 }
 
 impl Driver {
@@ -88,6 +94,8 @@ impl Driver {
             requests: HashMap::new(),
             leaving: Vec::new(),
             leave_reason: proto::DisconnectReason::ClientInitiated,
+            local_tracks: HashMap::new(),
+            publishing: HashMap::new(),
         }
     }
 
@@ -119,6 +127,29 @@ impl Driver {
                         self.requests.insert(id, reply);
                         continue;
                     }
+                    Some(Command::Publish { track, request, dtx, reply }) => {
+                        let cid = request.cid.clone();
+                        if self.local_tracks.contains_key(&cid) {
+                            let _ = reply.send(Err(PublishError::Duplicate));
+                            continue;
+                        }
+                        self.local_tracks.insert(cid.clone(), (track, dtx));
+                        self.publishing.insert(cid, reply);
+                        self.engine.publish(Instant::now(), request);
+                        continue;
+                    }
+                    Some(Command::Unpublish(sid, reply)) => {
+                        let _ = reply.send(self.engine.unpublish(&sid));
+                        continue;
+                    }
+                    Some(Command::Mute(sid, muted, reply)) => {
+                        let cid = self.engine.local_cid(&sid);
+                        if let Some((track, _)) = cid.and_then(|c| self.local_tracks.get(&c)) {
+                            track.set_muted(muted);
+                        }
+                        let _ = reply.send(self.engine.mute(&sid, muted));
+                        continue;
+                    }
                     // Every handle is gone, or the caller of a join gave up on it.
                     None => Input::Leave,
                 },
@@ -141,6 +172,9 @@ impl Driver {
                     }
                 },
                 ev = next(&mut self.peer_rx) => match ev {
+                    Some((_, PeerEvent::AudioTrack { mid, track_id, sending })) => {
+                        self.remote_audio(mid, track_id, sending).await
+                    }
                     Some((role, ev)) => Input::Peer(role, ev),
                     None => {
                         self.peer_rx = None;
@@ -155,6 +189,9 @@ impl Driver {
             self.engine.handle_input(Instant::now(), input);
         }
         self.shared.outbox.close();
+        for (track, _) in self.local_tracks.values() {
+            track.stop();
+        }
         for reply in self.leaving.drain(..) {
             let _ = reply.send(());
         }
@@ -186,6 +223,7 @@ impl Driver {
             }
             Action::NewPeers => return self.new_peers().await.err(),
             Action::DropPeers => {
+                *self.shared.media_input.lock() = None;
                 // A dial under way belongs to the session being closed.
                 self.dialing = None;
                 self.publisher = None;
@@ -196,7 +234,7 @@ impl Driver {
             Action::CreateOffer { ice_restart } => {
                 let publisher = self.publisher.as_ref()?;
                 let offer = if ice_restart {
-                    publisher.ice_restart_offer().await
+                    publisher.ice_restart_offer().await.map(Some)
                 } else {
                     publisher.create_offer().await
                 };
@@ -259,6 +297,43 @@ impl Driver {
             }
             Action::RequestDone { id, result } => {
                 if let Some(reply) = self.requests.remove(&id) {
+                    let _ = reply.send(result);
+                }
+            }
+            Action::StartSending { cid } => {
+                let (Some(publisher), Some((track, dtx))) =
+                    (self.publisher.as_ref(), self.local_tracks.get(&cid))
+                else {
+                    return None;
+                };
+                if let Err(e) = publisher.add_audio(&cid).await {
+                    return Some(Input::PeerFailed(PeerRole::Publisher, e.to_string()));
+                }
+                track.start(self.shared.media_input.clone(), *dtx);
+            }
+            Action::StopSending { cid, forget } => {
+                let track = if forget {
+                    self.local_tracks.remove(&cid).map(|(t, _)| t)
+                } else {
+                    self.local_tracks.get(&cid).map(|(t, _)| t.clone())
+                };
+                if let Some(track) = track {
+                    track.stop();
+                }
+                if let Some(publisher) = &self.publisher {
+                    let _ = publisher.remove_audio(&cid).await;
+                }
+            }
+            Action::MuteLocal { cid, muted } => {
+                if let Some((track, _)) = self.local_tracks.get(&cid) {
+                    track.set_muted(muted);
+                }
+            }
+            Action::PublishDone { cid, result } => {
+                if result.is_err() {
+                    self.local_tracks.remove(&cid);
+                }
+                if let Some(reply) = self.publishing.remove(&cid) {
                     let _ = reply.send(result);
                 }
             }
@@ -327,17 +402,50 @@ impl Driver {
         self.peer_rx = Some(rx);
         let failed = |role, e: Error| Input::PeerFailed(role, e.to_string());
         let outbox = Some(self.shared.outbox.clone());
-        self.publisher = Some(
-            PeerConnection::new(PeerRole::Publisher, local_ip, tx.clone(), outbox)
-                .await
-                .map_err(|e| failed(PeerRole::Publisher, e))?,
-        );
+        let publisher = PeerConnection::new(PeerRole::Publisher, local_ip, tx.clone(), outbox)
+            .await
+            .map_err(|e| failed(PeerRole::Publisher, e))?;
+        *self.shared.media_input.lock() = Some(publisher.media_input());
+        self.publisher = Some(publisher);
         self.subscriber = Some(
             PeerConnection::new(PeerRole::Subscriber, local_ip, tx, None)
                 .await
                 .map_err(|e| failed(PeerRole::Subscriber, e))?,
         );
         Ok(())
+    }
+}
+
+impl Driver {
+    /// The subscriber's media `mid` began or stopped carrying a track: a decoder
+    /// for it starts here, and the machine decides what the user is told.
+    async fn remote_audio(&mut self, mid: String, sid: String, sending: bool) -> Input {
+        if !sending {
+            if let Some(subscriber) = &self.subscriber {
+                let _ = subscriber.route_audio(&mid, None).await;
+            }
+            return Input::RemoteAudio {
+                mid,
+                sid,
+                track: None,
+            };
+        }
+        let stereo = self.shared.state.lock().track(&sid).is_some_and(|(_, t)| {
+            #[allow(deprecated)] // older publishers say it only here
+            let stereo = t.stereo;
+            stereo
+                || t.audio_features
+                    .contains(&(proto::AudioTrackFeature::TfStereo as i32))
+        });
+        let (track, packets) = RemoteAudioTrack::new(&sid, if stereo { 2 } else { 1 });
+        if let Some(subscriber) = &self.subscriber {
+            let _ = subscriber.route_audio(&mid, Some(packets)).await;
+        }
+        Input::RemoteAudio {
+            mid,
+            sid,
+            track: Some(track),
+        }
     }
 }
 

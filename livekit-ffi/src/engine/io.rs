@@ -28,8 +28,15 @@ pub enum Input {
         message: String,
     },
     Peer(PeerRole, PeerEvent),
-    /// The publisher's offer, asked for by [`Action::CreateOffer`].
-    LocalOffer(String),
+    /// The publisher's offer, asked for by [`Action::CreateOffer`]; `None` when
+    /// nothing changed since the last one.
+    LocalOffer(Option<String>),
+    /// Media `mid` of the subscriber carries track `sid` (`track`), or stopped (`None`).
+    RemoteAudio {
+        mid: String,
+        sid: String,
+        track: Option<crate::audio::RemoteAudioTrack>,
+    },
     /// The subscriber's answer to the server's offer `id`.
     LocalAnswer {
         sdp: String,
@@ -84,6 +91,25 @@ pub enum Action {
     RequestDone {
         id: u32,
         result: Result<(), RequestError>,
+    },
+    /// Send track `cid` on the publisher connection (before the offer that adds it).
+    StartSending {
+        cid: String,
+    },
+    /// Stop sending track `cid`; `forget` when it is unpublished for good.
+    StopSending {
+        cid: String,
+        forget: bool,
+    },
+    /// The server muted or unmuted our track `cid`.
+    MuteLocal {
+        cid: String,
+        muted: bool,
+    },
+    /// The server accepted (or never will) track `cid`.
+    PublishDone {
+        cid: String,
+        result: Result<proto::TrackInfo, super::media::PublishError>,
     },
     /// The room is over; nothing follows.
     Finished,

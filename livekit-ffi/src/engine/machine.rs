@@ -17,6 +17,7 @@ use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 
 use super::io::{Action, Input};
+use super::media::{PublishError, Tracks};
 use super::requests::{RequestError, Requests};
 use super::transport::Transports;
 use super::watch::{Due, LossWatch};
@@ -71,6 +72,7 @@ pub struct Engine {
     /// Whether `Reconnecting` was reported for the current loss.
     announced_reconnecting: bool,
     requests: Requests,
+    tracks: Tracks,
 }
 
 impl Engine {
@@ -92,6 +94,7 @@ impl Engine {
             watch: LossWatch::default(),
             announced_reconnecting: false,
             requests: Requests::default(),
+            tracks: Tracks::default(),
         };
         e.act(Action::OpenSignal { resume: None });
         e
@@ -113,10 +116,15 @@ impl Engine {
             Phase::Backoff { at, .. } => Some(*at),
             Phase::Connected | Phase::Closed => None,
         };
-        [phase, self.watch.deadline(), self.requests.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            phase,
+            self.watch.deadline(),
+            self.requests.deadline(),
+            self.tracks.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn act(&mut self, a: Action) {
@@ -124,15 +132,250 @@ impl Engine {
     }
 
     fn emit(&mut self, ev: RoomEvent) {
-        let left = match &ev {
+        let mut after = vec![];
+        match &ev {
             RoomEvent::ParticipantDisconnected { participant, .. } => {
-                self.shared.participant_left(&participant.identity)
+                after = self.shared.participant_left(&participant.identity)
             }
-            _ => vec![],
-        };
+            // A track that goes is unsubscribed first.
+            RoomEvent::TrackUnpublished { sid, .. } => self.unsubscribed(sid),
+            // Media that came before the track's description is subscribed now.
+            RoomEvent::TrackPublished { identity, track } => {
+                if let Some((mid, remote)) = self.tracks.early.remove(&track.sid) {
+                    after.push(self.subscribed(identity.clone(), track.sid.clone(), mid, remote));
+                }
+            }
+            _ => {}
+        }
         self.act(Action::Emit(ev));
-        for ev in left {
+        for ev in after {
             self.act(Action::Emit(ev));
+        }
+    }
+
+    // ---- tracks --------------------------------------------------------------------
+
+    /// Asks the server to publish a track of ours; the answer comes as
+    /// [`Action::PublishDone`].
+    pub fn publish(&mut self, now: Instant, request: proto::AddTrackRequest) {
+        let cid = request.cid.clone();
+        if !self.signal_open || !matches!(self.phase, Phase::Connected) {
+            return self.act(Action::PublishDone {
+                cid,
+                result: Err(PublishError::NotConnected),
+            });
+        }
+        if let Err(e) = self.tracks.publish(now, request.clone()) {
+            return self.act(Action::PublishDone {
+                cid,
+                result: Err(e),
+            });
+        }
+        self.act(Action::SendSignal(Box::new(Req::AddTrack(request))));
+    }
+
+    /// The cid of our track `sid`.
+    pub fn local_cid(&self, sid: &str) -> Option<String> {
+        self.tracks.local_cid(sid)
+    }
+
+    /// Stops publishing our track `sid`; `false` if it is not ours.
+    pub fn unpublish(&mut self, sid: &str) -> bool {
+        let Some(cid) = self.tracks.local_cid(sid) else {
+            return false;
+        };
+        self.tracks.local.remove(&cid);
+        self.sync_local_tracks();
+        self.act(Action::StopSending { cid, forget: true });
+        self.t.renegotiate(&mut self.actions);
+        self.emit(RoomEvent::LocalTrackUnpublished {
+            sid: sid.to_owned(),
+        });
+        true
+    }
+
+    /// Mutes or unmutes our track `sid` (the driver stops its audio); `false` if it
+    /// is not ours.
+    pub fn mute(&mut self, sid: &str, muted: bool) -> bool {
+        if !self.tracks.set_muted(sid, muted) {
+            return false;
+        }
+        self.sync_local_tracks();
+        self.act(Action::SendSignal(Box::new(Req::Mute(
+            proto::MuteTrackRequest {
+                sid: sid.to_owned(),
+                muted,
+            },
+        ))));
+        let identity = self.shared.identity();
+        self.emit(RoomEvent::TrackMuted {
+            identity,
+            sid: sid.to_owned(),
+            muted,
+        });
+        true
+    }
+
+    fn sync_local_tracks(&mut self) {
+        let tracks = self
+            .tracks
+            .local
+            .values()
+            .filter_map(|p| p.info.clone())
+            .collect();
+        self.shared.state.lock().local_tracks = tracks;
+    }
+
+    /// Answers from the server about our tracks; `false` for other messages.
+    fn on_track_signal(&mut self, m: &Resp) -> bool {
+        match m {
+            Resp::TrackPublished(r) => {
+                let Some(info) = r.track.clone() else {
+                    return true;
+                };
+                let Some(first) = self.tracks.published(&r.cid, info.clone()) else {
+                    log::warn!("the server published a track we did not ask for: {}", r.cid);
+                    return true;
+                };
+                self.sync_local_tracks();
+                self.act(Action::StartSending { cid: r.cid.clone() });
+                self.t.renegotiate(&mut self.actions);
+                if first {
+                    self.act(Action::PublishDone {
+                        cid: r.cid.clone(),
+                        result: Ok(info.clone()),
+                    });
+                    self.emit(RoomEvent::LocalTrackPublished(info));
+                }
+            }
+            Resp::TrackUnpublished(r) => {
+                if let Some(cid) = self.tracks.local_cid(&r.track_sid) {
+                    self.tracks.local.remove(&cid);
+                    self.sync_local_tracks();
+                    self.act(Action::StopSending { cid, forget: true });
+                    self.t.renegotiate(&mut self.actions);
+                    self.emit(RoomEvent::LocalTrackUnpublished {
+                        sid: r.track_sid.clone(),
+                    });
+                }
+            }
+            Resp::Mute(r) => {
+                if let Some(cid) = self.tracks.local_cid(&r.sid) {
+                    self.tracks.set_muted(&r.sid, r.muted);
+                    self.sync_local_tracks();
+                    self.act(Action::MuteLocal {
+                        cid,
+                        muted: r.muted,
+                    });
+                    let identity = self.shared.identity();
+                    self.emit(RoomEvent::TrackMuted {
+                        identity,
+                        sid: r.sid.clone(),
+                        muted: r.muted,
+                    });
+                }
+            }
+            Resp::TrackSubscribed(t) => self.emit(RoomEvent::LocalTrackSubscribed {
+                sid: t.track_sid.clone(),
+            }),
+            Resp::SubscriptionResponse(r) if r.err != 0 => {
+                let identity = self
+                    .shared
+                    .state
+                    .lock()
+                    .track(&r.track_sid)
+                    .map(|(p, _)| p.identity.clone())
+                    .unwrap_or_default();
+                let error = proto::SubscriptionError::try_from(r.err)
+                    .map(|e| e.as_str_name().to_owned())
+                    .unwrap_or_else(|_| format!("subscription error {}", r.err));
+                self.emit(RoomEvent::TrackSubscriptionFailed {
+                    identity,
+                    sid: r.track_sid.clone(),
+                    error,
+                });
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Media `mid` of the subscriber began (`Some`) or stopped carrying track `sid`.
+    fn on_remote_audio(
+        &mut self,
+        mid: String,
+        sid: String,
+        track: Option<crate::audio::RemoteAudioTrack>,
+    ) {
+        if let Some(old) = self.tracks.by_mid(&mid) {
+            self.unsubscribed(&old);
+        }
+        self.tracks.early.retain(|_, (m, _)| *m != mid);
+        let Some(track) = track else { return };
+        let identity = self
+            .shared
+            .state
+            .lock()
+            .track(&sid)
+            .map(|(p, _)| p.identity.clone());
+        match identity {
+            Some(identity) => {
+                let ev = self.subscribed(identity, sid, mid, track);
+                self.act(Action::Emit(ev));
+            }
+            None => {
+                self.tracks.early.insert(sid, (mid, track));
+            }
+        }
+    }
+
+    fn subscribed(
+        &mut self,
+        identity: String,
+        sid: String,
+        mid: String,
+        track: crate::audio::RemoteAudioTrack,
+    ) -> RoomEvent {
+        self.shared
+            .state
+            .lock()
+            .subscribed
+            .insert(sid.clone(), track.clone());
+        self.tracks.subscribed.insert(
+            sid.clone(),
+            super::media::Subscription {
+                identity: identity.clone(),
+                mid,
+                track: track.clone(),
+            },
+        );
+        RoomEvent::TrackSubscribed {
+            identity,
+            sid,
+            track,
+        }
+    }
+
+    /// Track `sid` is no longer received: its decoding ends, its listeners see the end.
+    fn unsubscribed(&mut self, sid: &str) {
+        if let Some(s) = self.tracks.subscribed.remove(sid) {
+            self.shared.state.lock().subscribed.remove(sid);
+            s.track.end();
+            self.act(Action::Emit(RoomEvent::TrackUnsubscribed {
+                identity: s.identity,
+                sid: sid.to_owned(),
+            }));
+        }
+    }
+
+    /// The session's media is gone: every subscription ends.
+    fn unsubscribe_all(&mut self) {
+        let sids: Vec<String> = self.tracks.subscribed.keys().cloned().collect();
+        for sid in sids {
+            self.unsubscribed(&sid);
+        }
+        for (_, (_, track)) in self.tracks.early.drain() {
+            track.end();
         }
     }
 
@@ -184,7 +427,9 @@ impl Engine {
                 format!("{role:?} peer connection: {why}"),
                 LeaveAction::Reconnect,
             ),
-            Input::LocalOffer(sdp) => self.t.local_offer(sdp, &mut self.actions),
+            Input::LocalOffer(Some(sdp)) => self.t.local_offer(sdp, &mut self.actions),
+            Input::LocalOffer(None) => self.t.no_offer(&mut self.actions),
+            Input::RemoteAudio { mid, sid, track } => self.on_remote_audio(mid, sid, track),
             Input::LocalAnswer { sdp, id } => self.t.local_answer(sdp, id, &mut self.actions),
             Input::Signal(m) => self.on_signal(now, *m),
             Input::Peer(role, ev) => self.on_peer(now, role, ev),
@@ -198,6 +443,12 @@ impl Engine {
         }
         for (id, result) in self.requests.expired(now) {
             self.act(Action::RequestDone { id, result });
+        }
+        for cid in self.tracks.expired(now) {
+            self.act(Action::PublishDone {
+                cid,
+                result: Err(PublishError::Timeout(super::media::PUBLISH_TIMEOUT)),
+            });
         }
         match &self.phase {
             Phase::Establishing {
@@ -264,7 +515,7 @@ impl Engine {
         self.t = Transports::new(join.subscriber_primary);
         *slot = Some(join);
         self.act(Action::NewPeers);
-        self.act(Action::CreateOffer { ice_restart: false });
+        self.t.renegotiate(&mut self.actions);
     }
 
     fn on_resumed(&mut self, answer: proto::ReconnectResponse) {
@@ -302,6 +553,10 @@ impl Engine {
                     self.emit(ev);
                 }
                 if rejoin.is_some() {
+                    // Our tracks go on in the new session.
+                    for request in self.tracks.republish(now) {
+                        self.act(Action::SendSignal(Box::new(Req::AddTrack(request))));
+                    }
                     self.emit(RoomEvent::Reconnected);
                 }
                 self.announced_reconnecting = false;
@@ -440,6 +695,10 @@ impl Engine {
             self.signal_open = false;
         }
         self.act(Action::DropPeers);
+        self.unsubscribe_all();
+        for cid in self.tracks.local.keys().cloned().collect::<Vec<_>>() {
+            self.act(Action::StopSending { cid, forget: false });
+        }
         self.watch.clear();
         self.backlog.clear();
     }
@@ -489,6 +748,9 @@ impl Engine {
     fn on_signal(&mut self, now: Instant, m: Resp) {
         let resuming = matches!(self.phase, Phase::Resuming { .. });
         if self.t.negotiate(&m, resuming, &mut self.actions) {
+            return;
+        }
+        if !matches!(self.phase, Phase::Establishing { .. }) && self.on_track_signal(&m) {
             return;
         }
         if let Resp::Leave(l) = &m {
@@ -544,6 +806,8 @@ impl Engine {
         use str0m::IceConnectionState as Ice;
         match ev {
             PeerEvent::Data { kind, bytes } => self.on_data(now, kind, &bytes),
+            // The driver turns these into `Input::RemoteAudio`.
+            PeerEvent::AudioTrack { .. } => {}
             PeerEvent::Connected => self.t.connected(role),
             PeerEvent::ChannelOpen(kind) => {
                 self.t.channel_open(role, kind);

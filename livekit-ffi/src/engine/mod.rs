@@ -11,6 +11,7 @@
 mod driver;
 mod io;
 mod machine;
+mod media;
 mod requests;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,9 @@ use crate::signal::{parse_server_url, JoinOptions};
 use crate::state::{ConnectionState, FailureReason, RetryPolicy};
 use crate::stream::{StreamHeader, StreamOptions, StreamWriter, Streams};
 use requests::RequestError;
+
+use crate::audio::{LocalAudioTrack, MediaInput};
+pub use media::PublishError;
 
 /// How long ICE, DTLS and the data channels may take on a join (seed RTCEngine).
 pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -81,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) rpc: Rpc,
     pub(crate) streams: Streams,
+    /// Where our tracks' encoded audio goes: the current publisher connection.
+    pub(crate) media_input: MediaInput,
 }
 
 impl Shared {
@@ -92,6 +98,7 @@ impl Shared {
             outbox: Arc::new(Outbox::default()),
             rpc: Rpc::default(),
             streams: Streams::new(options.max_stream_writers, options.max_stream_readers),
+            media_input: MediaInput::default(),
         }
     }
 
@@ -142,8 +149,40 @@ impl Shared {
     }
 }
 
+/// How a track is published (the official `TrackPublishOptions` that apply to audio).
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// `TrackSource` (microphone by default).
+    pub source: proto::TrackSource,
+    /// Opus discontinuous transmission: almost nothing is sent during silence.
+    pub dtx: bool,
+    /// Redundant audio (RED). We send plain Opus; the server is told so.
+    pub red: bool,
+    /// The stream this track belongs to (tracks of one stream are synchronised).
+    pub stream: String,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        Self {
+            source: proto::TrackSource::Microphone,
+            dtx: true,
+            red: true,
+            stream: String::new(),
+        }
+    }
+}
+
 enum Command {
     Disconnect(oneshot::Sender<()>, proto::DisconnectReason),
+    Publish {
+        track: LocalAudioTrack,
+        request: proto::AddTrackRequest,
+        dtx: bool,
+        reply: oneshot::Sender<std::result::Result<proto::TrackInfo, PublishError>>,
+    },
+    Unpublish(String, oneshot::Sender<bool>),
+    Mute(String, bool, oneshot::Sender<bool>),
     /// A request the server answers with nothing (sent as is, when connected).
     Signal(Box<proto::signal_request::Message>),
     Update(
@@ -231,6 +270,116 @@ impl Room {
     /// The current token (the server refreshes it while connected).
     pub fn token(&self) -> String {
         self.shared.token.lock().clone()
+    }
+
+    /// Publishes an audio track; resolves with the server's description of it once
+    /// the server accepted it (its media follows as soon as negotiated).
+    pub async fn publish_audio(
+        &self,
+        track: &LocalAudioTrack,
+        options: PublishOptions,
+    ) -> std::result::Result<proto::TrackInfo, PublishError> {
+        let mut audio_features = vec![];
+        if track.stereo() {
+            audio_features.push(proto::AudioTrackFeature::TfStereo as i32);
+        }
+        if !options.dtx {
+            audio_features.push(proto::AudioTrackFeature::TfNoDtx as i32);
+        }
+        // The deprecated fields are what servers before the feature list read.
+        #[allow(deprecated)]
+        let request = proto::AddTrackRequest {
+            cid: track.cid().to_owned(),
+            name: track.name().to_owned(),
+            r#type: proto::TrackType::Audio as i32,
+            muted: track.is_muted(),
+            disable_dtx: !options.dtx,
+            source: options.source as i32,
+            stereo: track.stereo(),
+            // We send plain Opus whatever was asked.
+            disable_red: true,
+            stream: options.stream,
+            audio_features,
+            ..Default::default()
+        };
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Publish {
+                track: track.clone(),
+                request,
+                dtx: options.dtx,
+                reply,
+            })
+            .await
+            .map_err(|_| PublishError::Closed)?;
+        rx.await.map_err(|_| PublishError::Closed)?
+    }
+
+    /// Stops publishing our track `sid`; `false` when it is not published.
+    pub async fn unpublish_track(&self, sid: &str) -> Result<bool> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Unpublish(sid.to_owned(), reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Mutes or unmutes our track `sid` (a muted track sends nothing); `false` when
+    /// it is not published.
+    pub async fn set_track_muted(&self, sid: &str, muted: bool) -> Result<bool> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Mute(sid.to_owned(), muted, reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Subscribes to (or unsubscribes from) a remote track; the change shows as
+    /// `TrackSubscribed` / `TrackUnsubscribed` once the media follows.
+    pub async fn set_subscribed(&self, sid: &str, subscribed: bool) -> Result<()> {
+        let participant_sid = {
+            let state = self.shared.state.lock();
+            let (p, _) = state
+                .track(sid)
+                .ok_or_else(|| Error::Refused(format!("no remote track {sid}")))?;
+            p.sid.clone()
+        };
+        let update = proto::UpdateSubscription {
+            track_sids: vec![sid.to_owned()],
+            subscribe: subscribed,
+            participant_tracks: vec![proto::ParticipantTracks {
+                participant_sid,
+                track_sids: vec![sid.to_owned()],
+            }],
+        };
+        self.cmd
+            .send(Command::Signal(Box::new(
+                proto::signal_request::Message::Subscription(update),
+            )))
+            .await
+            .map_err(|_| Error::Closed)
+    }
+
+    /// The audio track of `identity` from `source` we receive, if any.
+    pub fn subscribed_audio(
+        &self,
+        identity: &str,
+        source: proto::TrackSource,
+    ) -> Option<crate::audio::RemoteAudioTrack> {
+        let state = self.shared.state.lock();
+        let p = state.remotes.get(identity)?;
+        p.tracks
+            .iter()
+            .filter(|t| t.r#type == proto::TrackType::Audio as i32)
+            .filter(|t| source == proto::TrackSource::Unknown || t.source == source as i32)
+            .find_map(|t| state.subscribed.get(&t.sid).cloned())
+    }
+
+    /// Our published tracks, as the server describes them.
+    pub fn local_tracks(&self) -> Vec<proto::TrackInfo> {
+        self.shared.state.lock().local_tracks.clone()
     }
 
     /// Sends a user packet; resolves once the data channel has taken it. Callers

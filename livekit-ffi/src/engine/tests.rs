@@ -105,7 +105,7 @@ impl Trace {
             a[..],
             [Action::NewPeers, Action::CreateOffer { ice_restart: false }]
         ));
-        self.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+        self.feed(Input::LocalOffer(Some(PUBLISHER_OFFER.into())));
         self.signal(answer());
         self.signal(offer(1, PUBLISHER_OFFER));
         self.feed(Input::LocalAnswer {
@@ -202,7 +202,7 @@ fn data_from(identity: &str, sequence_of: &mut OutboxState, payload: &[u8]) -> P
 fn a_join_completes_when_the_primary_transport_is_up() {
     let mut t = Trace::new();
     t.feed(Input::Joined(Box::new(join_response(&[("PA_a", "alice")]))));
-    let a = t.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+    let a = t.feed(Input::LocalOffer(Some(PUBLISHER_OFFER.into())));
     assert!(matches!(&a[0], Action::SendSignal(r) if matches!(**r, Req::Offer(_))));
     assert!(
         matches!(&a[1], Action::TrickleLocal { role: PeerRole::Publisher, mid, index: 0 } if mid == "0")
@@ -333,7 +333,7 @@ fn a_server_initiated_resume_keeps_the_session() {
         ..Default::default()
     }));
     assert!(matches!(a[..], [Action::CreateOffer { ice_restart: true }]));
-    t.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+    t.feed(Input::LocalOffer(Some(PUBLISHER_OFFER.into())));
     t.signal(answer());
     let a = t.peer(PeerRole::Publisher, PeerEvent::IceState(Ice::Connected));
     assert!(matches!(a[0], Action::ResendAfter(41)));
@@ -361,7 +361,7 @@ fn a_negotiation_that_crosses_a_resume_completes() {
         [Action::AcceptOffer { id: 2, .. }]
     ));
     assert!(t.signal(answer()).is_empty());
-    t.feed(Input::LocalOffer(PUBLISHER_OFFER.into()));
+    t.feed(Input::LocalOffer(Some(PUBLISHER_OFFER.into())));
     let a = t.feed(Input::LocalAnswer {
         sdp: PUBLISHER_OFFER.into(),
         id: 2,

@@ -26,6 +26,10 @@ pub(super) struct Transports {
     pub subscriber_answered: bool,
     /// The publisher sent an offer and waits for its answer.
     offer_pending: bool,
+    /// An offer was asked for and its answer has not come yet.
+    negotiating: bool,
+    /// Something changed during a negotiation: offer again after it.
+    again: bool,
     /// The answer to the ICE-restart offer of a resume arrived.
     pub restart_answered: bool,
     /// The last remote description of each transport, for candidate routing.
@@ -59,6 +63,25 @@ impl Transports {
         self.publisher_ice = false;
         self.offer_pending = false;
         self.restart_answered = false;
+        self.negotiating = true;
+    }
+
+    /// The publisher's tracks changed: offer now, or after the offer under way.
+    pub fn renegotiate(&mut self, out: &mut VecDeque<Action>) {
+        if self.negotiating {
+            self.again = true;
+        } else {
+            self.negotiating = true;
+            out.push_back(Action::CreateOffer { ice_restart: false });
+        }
+    }
+
+    /// The offer asked for turned out to change nothing.
+    pub fn no_offer(&mut self, out: &mut VecDeque<Action>) {
+        self.negotiating = false;
+        if std::mem::take(&mut self.again) {
+            self.renegotiate(out);
+        }
     }
 
     pub fn connected(&mut self, role: PeerRole) {
@@ -134,6 +157,7 @@ impl Transports {
                 self.restart_answered |= resuming;
                 self.publisher_remote = Some(sd.sdp.clone());
                 out.push_back(Action::AcceptAnswer(sd.sdp.clone()));
+                self.no_offer(out);
             }
             Resp::Offer(sd) => {
                 self.subscriber_remote = Some(sd.sdp.clone());

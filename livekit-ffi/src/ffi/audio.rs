@@ -193,20 +193,35 @@ pub(super) fn remix_and_resample(
         out.extend(res.flush().map_err(|e| FfiError::Invalid(e.to_string()))?);
         out
     };
+    Ok(proto::RemixAndResampleResponse {
+        buffer: owned_buffer(server, data, to_ch, r.sample_rate),
+    })
+}
+
+/// Hands interleaved samples to the client as a buffer it copies, then drops.
+pub(super) fn owned_buffer(
+    server: &FfiServer,
+    data: Vec<i16>,
+    channels: usize,
+    sample_rate: u32,
+) -> proto::OwnedAudioFrameBuffer {
     let info = proto::AudioFrameBufferInfo {
         data_ptr: data.as_ptr() as u64,
-        num_channels: r.num_channels,
-        sample_rate: r.sample_rate,
-        samples_per_channel: (data.len() / to_ch) as u32,
+        num_channels: channels as u32,
+        sample_rate,
+        samples_per_channel: (data.len() / channels.max(1)) as u32,
     };
     // The Vec's heap buffer does not move when the Vec moves into the handle.
     let id = server.insert_handle(FfiAudioBuffer { data });
-    Ok(proto::RemixAndResampleResponse {
-        buffer: proto::OwnedAudioFrameBuffer {
-            handle: proto::FfiOwnedHandle { id },
-            info,
-        },
-    })
+    proto::OwnedAudioFrameBuffer {
+        handle: proto::FfiOwnedHandle { id },
+        info,
+    }
+}
+
+/// The source behind an audio source handle.
+pub(super) fn source_of(server: &FfiServer, handle: u64) -> FfiResult<AudioSource> {
+    server.with_handle::<FfiAudioSource, _>(handle, |h| h.source.clone())
 }
 
 /// An audio source handle; dropping it closes the source.

@@ -86,7 +86,7 @@ fn permission(p: &crate::proto::ParticipantPermission) -> proto::ParticipantPerm
     }
 }
 
-fn track_source(source: i32) -> Option<proto::TrackSource> {
+pub(super) fn track_source(source: i32) -> Option<proto::TrackSource> {
     use crate::proto::TrackSource as S;
     use proto::TrackSource as P;
     Some(match S::try_from(source) {
@@ -121,9 +121,16 @@ fn participant_kind(kind: i32) -> proto::ParticipantKind {
 pub(super) fn owned_participant(
     server: &FfiServer,
     p: &Participant,
-    room: Option<Room>,
+    room: &Room,
+    room_handle: u64,
+    local: bool,
 ) -> proto::OwnedParticipant {
-    let id = server.insert_handle(FfiParticipant { room });
+    let id = server.insert_handle(FfiParticipant {
+        room: room.clone(),
+        room_handle,
+        identity: p.identity.clone(),
+        local,
+    });
     proto::OwnedParticipant {
         handle: proto::FfiOwnedHandle { id },
         info: participant_info(p),
@@ -218,7 +225,12 @@ pub(super) fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
 
 /// The FFI event of one engine event, with the buffer handle it hands over when it
 /// is lossy data (which may be dropped); `None` for events the FFI does not carry.
-pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, Option<u64>)> {
+pub(super) fn room_event(
+    server: &FfiServer,
+    room: &Room,
+    room_handle: u64,
+    ev: RoomEvent,
+) -> Option<(RoomEv, Option<u64>)> {
     let mut lossy_buffer = None;
     let m = match ev {
         // Handled by the room's forwarder, which owns the stream readers.
@@ -229,7 +241,7 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
         | RoomEvent::StreamFailed { .. } => return None,
         RoomEvent::ParticipantConnected(p) => {
             RoomEv::ParticipantConnected(proto::ParticipantConnected {
-                info: owned_participant(server, &p, None),
+                info: owned_participant(server, &p, room, room_handle, false),
             })
         }
         RoomEvent::ParticipantDisconnected {
@@ -315,39 +327,7 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
                 )),
             })
         }
-        RoomEvent::DataPacket(p) => match p.value {
-            Some(livekit_core::packet::data_packet::Value::SipDtmf(dtmf)) => {
-                RoomEv::DataPacketReceived(proto::DataPacketReceived {
-                    kind: proto::DataPacketKind::KindReliable as i32,
-                    participant_identity: p.participant_identity,
-                    value: Some(proto::data_packet_received::Value::SipDtmf(
-                        proto::SipDtmf {
-                            code: dtmf.code,
-                            digit: Some(dtmf.digit),
-                        },
-                    )),
-                })
-            }
-            Some(livekit_core::packet::data_packet::Value::Transcription(t)) => {
-                RoomEv::TranscriptionReceived(proto::TranscriptionReceived {
-                    participant_identity: Some(t.transcribed_participant_identity),
-                    track_sid: Some(t.track_id),
-                    segments: t
-                        .segments
-                        .into_iter()
-                        .map(|s| proto::TranscriptionSegment {
-                            id: s.id,
-                            text: s.text,
-                            start_time: s.start_time,
-                            end_time: s.end_time,
-                            r#final: s.r#final,
-                            language: s.language,
-                        })
-                        .collect(),
-                })
-            }
-            _ => return None,
-        },
+        RoomEvent::DataPacket(p) => data_packet_event(*p)?,
         RoomEvent::ConnectionStateChanged(s) => {
             let state = match s {
                 ConnectionState::Connected => proto::ConnectionState::ConnConnected,
@@ -393,8 +373,115 @@ pub(super) fn room_event(server: &FfiServer, ev: RoomEvent) -> Option<(RoomEv, O
             reason: disconnect_reason(reason) as i32,
             failure_reason: Some(failure_reason(reason) as i32),
         }),
+        // Sent by the publish request itself, after its callback (the client looks
+        // the publication up by then).
+        RoomEvent::LocalTrackPublished(_) => return None,
+        RoomEvent::LocalTrackUnpublished { sid } => {
+            RoomEv::LocalTrackUnpublished(proto::LocalTrackUnpublished {
+                publication_sid: sid,
+            })
+        }
+        RoomEvent::LocalTrackSubscribed { sid } => {
+            RoomEv::LocalTrackSubscribed(proto::LocalTrackSubscribed { track_sid: sid })
+        }
+        RoomEvent::TrackPublished { identity, track } => {
+            RoomEv::TrackPublished(proto::TrackPublished {
+                participant_identity: identity,
+                publication: super::track::owned_publication(server, room, &track, true),
+            })
+        }
+        RoomEvent::TrackUnpublished { identity, sid } => {
+            RoomEv::TrackUnpublished(proto::TrackUnpublished {
+                participant_identity: identity,
+                publication_sid: sid,
+            })
+        }
+        RoomEvent::TrackSubscribed {
+            identity,
+            sid,
+            track,
+        } => {
+            let name = room
+                .remote_participant(&identity)
+                .and_then(|p| p.tracks.into_iter().find(|t| t.sid == sid))
+                .map(|t| t.name)
+                .unwrap_or_default();
+            RoomEv::TrackSubscribed(proto::TrackSubscribed {
+                participant_identity: identity,
+                track: super::track::owned_remote_track(server, track, &sid, &name),
+            })
+        }
+        RoomEvent::TrackUnsubscribed { identity, sid } => {
+            RoomEv::TrackUnsubscribed(proto::TrackUnsubscribed {
+                participant_identity: identity,
+                track_sid: sid,
+            })
+        }
+        RoomEvent::TrackSubscriptionFailed {
+            identity,
+            sid,
+            error,
+        } => RoomEv::TrackSubscriptionFailed(proto::TrackSubscriptionFailed {
+            participant_identity: identity,
+            track_sid: sid,
+            error,
+        }),
+        RoomEvent::TrackMuted {
+            identity,
+            sid,
+            muted: true,
+        } => RoomEv::TrackMuted(proto::TrackMuted {
+            participant_identity: identity,
+            track_sid: sid,
+        }),
+        RoomEvent::TrackMuted {
+            identity,
+            sid,
+            muted: false,
+        } => RoomEv::TrackUnmuted(proto::TrackUnmuted {
+            participant_identity: identity,
+            track_sid: sid,
+        }),
     };
     Some((m, lossy_buffer))
+}
+
+/// The FFI event of a received data packet that is not user data (DTMF,
+/// transcription); `None` for kinds the FFI does not carry.
+fn data_packet_event(p: livekit_core::packet::DataPacket) -> Option<RoomEv> {
+    Some(match p.value {
+        Some(livekit_core::packet::data_packet::Value::SipDtmf(dtmf)) => {
+            RoomEv::DataPacketReceived(proto::DataPacketReceived {
+                kind: proto::DataPacketKind::KindReliable as i32,
+                participant_identity: p.participant_identity,
+                value: Some(proto::data_packet_received::Value::SipDtmf(
+                    proto::SipDtmf {
+                        code: dtmf.code,
+                        digit: Some(dtmf.digit),
+                    },
+                )),
+            })
+        }
+        Some(livekit_core::packet::data_packet::Value::Transcription(t)) => {
+            RoomEv::TranscriptionReceived(proto::TranscriptionReceived {
+                participant_identity: Some(t.transcribed_participant_identity),
+                track_sid: Some(t.track_id),
+                segments: t
+                    .segments
+                    .into_iter()
+                    .map(|s| proto::TranscriptionSegment {
+                        id: s.id,
+                        text: s.text,
+                        start_time: s.start_time,
+                        end_time: s.end_time,
+                        r#final: s.r#final,
+                        language: s.language,
+                    })
+                    .collect(),
+            })
+        }
+        _ => return None,
+    })
 }
 
 /// The data packet value of a transcription to publish.
@@ -446,10 +533,7 @@ mod tests {
             )),
             ..Default::default()
         };
-        let server = FfiServer::global();
-        let Some((RoomEv::TranscriptionReceived(t), None)) =
-            room_event(server, RoomEvent::DataPacket(Box::new(packet)))
-        else {
+        let Some(RoomEv::TranscriptionReceived(t)) = data_packet_event(packet) else {
             panic!("not a transcription event");
         };
         assert_eq!(t.participant_identity.as_deref(), Some("alice"));

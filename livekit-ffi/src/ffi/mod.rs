@@ -17,6 +17,7 @@ mod delivery;
 mod logs;
 mod room;
 mod rpc;
+mod track;
 
 pub use delivery::{DeliveryStats, DEFAULT_QUEUE_BYTES};
 
@@ -124,6 +125,12 @@ impl FfiServer {
         let id = self.next_id();
         self.handles.lock().insert(id, Box::new(value));
         id
+    }
+
+    /// Stores `value` under an id taken with [`FfiServer::next_id`] beforehand (for
+    /// objects whose work must know their own handle).
+    pub(crate) fn insert_handle_as<T: Any + Send + Sync>(&self, id: u64, value: T) {
+        self.handles.lock().insert(id, Box::new(value));
     }
 
     /// Runs `f` on the handle `id` of type `T`.
@@ -314,6 +321,22 @@ impl FfiServer {
                 room::set_track_subscription_permissions(self, r)
                     .map(Res::SetTrackSubscriptionPermissions)
             }
+            Req::CreateAudioTrack(r) => {
+                track::create_audio_track(self, r).map(Res::CreateAudioTrack)
+            }
+            Req::PublishTrack(r) => track::publish_track(self, r).map(Res::PublishTrack),
+            Req::UnpublishTrack(r) => track::unpublish_track(self, r).map(Res::UnpublishTrack),
+            Req::LocalTrackMute(r) => track::local_track_mute(self, r).map(Res::LocalTrackMute),
+            Req::EnableRemoteTrack(r) => {
+                track::enable_remote_track(self, r).map(Res::EnableRemoteTrack)
+            }
+            Req::EnableRemoteTrackPublication(r) => track::enable_remote_track_publication(self, r)
+                .map(Res::EnableRemoteTrackPublication),
+            Req::SetSubscribed(r) => track::set_subscribed(self, r).map(Res::SetSubscribed),
+            Req::NewAudioStream(r) => track::new_audio_stream(self, r).map(Res::NewAudioStream),
+            Req::AudioStreamFromParticipant(r) => {
+                track::audio_stream_from_participant(self, r).map(Res::AudioStreamFromParticipant)
+            }
             Req::SendChatMessage(r) => chat::send(self, r).map(Res::SendChatMessage),
             Req::EditChatMessage(r) => chat::edit(self, r).map(Res::SendChatMessage),
             Req::PerformRpc(r) => rpc::perform(self, r).map(Res::PerformRpc),
@@ -498,8 +521,8 @@ mod tests {
             server.handle_request(&req.encode_to_vec()),
             Err(FfiError::UnknownHandle(987_654_321))
         ));
-        // A request kind we do not implement (FfiRequest field 5, publish_track) decodes
-        // to nothing and is refused.
+        // A request with its required handles missing (FfiRequest field 5,
+        // publish_track) names no handle we have and is refused.
         assert!(server.handle_request(&[0x2a, 0x00]).is_err());
         assert!(!server.drop_handle(987_654_321));
         // Invalid UTF-8 in a string field (ConnectRequest.url) is a decode error.

@@ -43,7 +43,11 @@ pub(super) fn room_of(handle: &(dyn std::any::Any + Send + Sync)) -> Option<Room
 
 /// A participant handle; the local one can act on the room.
 pub(crate) struct FfiParticipant {
-    pub(super) room: Option<Room>,
+    pub(super) room: Room,
+    /// The room's handle, named by the events a request of this participant causes.
+    pub(super) room_handle: u64,
+    pub(super) identity: String,
+    pub(super) local: bool,
 }
 
 /// Received bytes, alive until the client drops the handle.
@@ -66,21 +70,25 @@ pub(super) fn connect(
         let callback = match result {
             Ok((room, events)) => {
                 let info = room.info();
-                let local =
-                    owned_participant(server, &room.local_participant(), Some(room.clone()));
-                let participants = room
-                    .remote_participants()
-                    .iter()
-                    .map(|p| proto::connect_callback::ParticipantWithTracks {
-                        participant: owned_participant(server, p, None),
-                        publications: vec![],
-                    })
-                    .collect();
                 let ready = std::sync::Arc::new(tokio::sync::Notify::new());
                 let handle = server.insert_handle(FfiRoom {
                     room: room.clone(),
                     ready: ready.clone(),
                 });
+                let local =
+                    owned_participant(server, &room.local_participant(), &room, handle, true);
+                let participants = room
+                    .remote_participants()
+                    .iter()
+                    .map(|p| proto::connect_callback::ParticipantWithTracks {
+                        participant: owned_participant(server, p, &room, handle, false),
+                        publications: p
+                            .tracks
+                            .iter()
+                            .map(|t| super::track::owned_publication(server, &room, t, true))
+                            .collect(),
+                    })
+                    .collect();
                 let forwarder = Forwarder {
                     server,
                     handle,
@@ -183,7 +191,8 @@ impl Forwarder {
         }
         // Lossy data may be dropped when the client is far behind; the buffer handle
         // it would have handed over is then released here.
-        let Some((m, lossy_buffer)) = convert::room_event(server, ev) else {
+        let Some((m, lossy_buffer)) = convert::room_event(server, &self.room, self.handle, ev)
+        else {
             return;
         };
         match lossy_buffer {
@@ -210,8 +219,15 @@ pub(super) fn ready_for_room_event(
 }
 
 pub(super) fn local_room(server: &FfiServer, handle: u64) -> FfiResult<Room> {
+    local_room_handle(server, handle).map(|(room, _)| room)
+}
+
+/// The room of the local participant `handle`, with the room's own handle.
+pub(super) fn local_room_handle(server: &FfiServer, handle: u64) -> FfiResult<(Room, u64)> {
     server
-        .with_handle::<FfiParticipant, _>(handle, |p| p.room.clone())?
+        .with_handle::<FfiParticipant, _>(handle, |p| {
+            p.local.then(|| (p.room.clone(), p.room_handle))
+        })?
         .ok_or_else(|| FfiError::Invalid(format!("handle {handle} is not the local participant")))
 }
 

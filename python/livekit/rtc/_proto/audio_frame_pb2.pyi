@@ -5,7 +5,8 @@ Audio frames and resampling over the FFI. A frame's samples stay in the client's
 memory (data_ptr) for the duration of a request; what the core hands back is
 either owned by a handle (remix_and_resample: the client copies it, then drops
 the handle) or lent until the next call on the same resampler (the sox-style
-resampler's push and flush). Field numbers match livekit-ffi's audio_frame.proto.
+resampler's push and flush). Received audio comes as frames owned by handles.
+Field numbers match livekit-ffi's audio_frame.proto.
 """
 
 import builtins
@@ -14,6 +15,7 @@ import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 from . import handle_pb2
 import sys
+from . import track_pb2
 import typing
 
 if sys.version_info >= (3, 10):
@@ -101,6 +103,22 @@ class AudioSourceType(_AudioSourceType, metaclass=_AudioSourceTypeEnumTypeWrappe
 AUDIO_SOURCE_NATIVE: AudioSourceType.ValueType  # 0
 AUDIO_SOURCE_PLATFORM: AudioSourceType.ValueType  # 1
 global___AudioSourceType = AudioSourceType
+
+class _AudioStreamType:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _AudioStreamTypeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_AudioStreamType.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    AUDIO_STREAM_NATIVE: _AudioStreamType.ValueType  # 0
+    AUDIO_STREAM_HTML: _AudioStreamType.ValueType  # 1
+
+class AudioStreamType(_AudioStreamType, metaclass=_AudioStreamTypeEnumTypeWrapper):
+    """Audio streams: the decoded audio of a remote track, delivered as frames."""
+
+AUDIO_STREAM_NATIVE: AudioStreamType.ValueType  # 0
+AUDIO_STREAM_HTML: AudioStreamType.ValueType  # 1
+global___AudioStreamType = AudioStreamType
 
 @typing.final
 class AudioFrameBufferInfo(google.protobuf.message.Message):
@@ -622,3 +640,216 @@ class ClearAudioBufferResponse(google.protobuf.message.Message):
     ) -> None: ...
 
 global___ClearAudioBufferResponse = ClearAudioBufferResponse
+
+@typing.final
+class AudioStreamInfo(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: builtins.int
+    type: global___AudioStreamType.ValueType
+    def __init__(
+        self,
+        *,
+        type: global___AudioStreamType.ValueType | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["type", b"type"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["type", b"type"]) -> None: ...
+
+global___AudioStreamInfo = AudioStreamInfo
+
+@typing.final
+class OwnedAudioStream(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    HANDLE_FIELD_NUMBER: builtins.int
+    INFO_FIELD_NUMBER: builtins.int
+    @property
+    def handle(self) -> handle_pb2.FfiOwnedHandle: ...
+    @property
+    def info(self) -> global___AudioStreamInfo: ...
+    def __init__(
+        self,
+        *,
+        handle: handle_pb2.FfiOwnedHandle | None = ...,
+        info: global___AudioStreamInfo | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["handle", b"handle", "info", b"info"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["handle", b"handle", "info", b"info"]) -> None: ...
+
+global___OwnedAudioStream = OwnedAudioStream
+
+@typing.final
+class NewAudioStreamRequest(google.protobuf.message.Message):
+    """Frames come converted to `sample_rate` and `num_channels`, `frame_size_ms` long;
+    at most `queue_size_frames` of them wait in the core for the client. Unset fields
+    leave the choice to the core.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TRACK_HANDLE_FIELD_NUMBER: builtins.int
+    TYPE_FIELD_NUMBER: builtins.int
+    SAMPLE_RATE_FIELD_NUMBER: builtins.int
+    NUM_CHANNELS_FIELD_NUMBER: builtins.int
+    AUDIO_FILTER_MODULE_ID_FIELD_NUMBER: builtins.int
+    AUDIO_FILTER_OPTIONS_FIELD_NUMBER: builtins.int
+    FRAME_SIZE_MS_FIELD_NUMBER: builtins.int
+    QUEUE_SIZE_FRAMES_FIELD_NUMBER: builtins.int
+    track_handle: builtins.int
+    type: global___AudioStreamType.ValueType
+    sample_rate: builtins.int
+    num_channels: builtins.int
+    audio_filter_module_id: builtins.str
+    audio_filter_options: builtins.str
+    frame_size_ms: builtins.int
+    queue_size_frames: builtins.int
+    def __init__(
+        self,
+        *,
+        track_handle: builtins.int | None = ...,
+        type: global___AudioStreamType.ValueType | None = ...,
+        sample_rate: builtins.int | None = ...,
+        num_channels: builtins.int | None = ...,
+        audio_filter_module_id: builtins.str | None = ...,
+        audio_filter_options: builtins.str | None = ...,
+        frame_size_ms: builtins.int | None = ...,
+        queue_size_frames: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["audio_filter_module_id", b"audio_filter_module_id", "audio_filter_options", b"audio_filter_options", "frame_size_ms", b"frame_size_ms", "num_channels", b"num_channels", "queue_size_frames", b"queue_size_frames", "sample_rate", b"sample_rate", "track_handle", b"track_handle", "type", b"type"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["audio_filter_module_id", b"audio_filter_module_id", "audio_filter_options", b"audio_filter_options", "frame_size_ms", b"frame_size_ms", "num_channels", b"num_channels", "queue_size_frames", b"queue_size_frames", "sample_rate", b"sample_rate", "track_handle", b"track_handle", "type", b"type"]) -> None: ...
+
+global___NewAudioStreamRequest = NewAudioStreamRequest
+
+@typing.final
+class NewAudioStreamResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: builtins.int
+    @property
+    def stream(self) -> global___OwnedAudioStream: ...
+    def __init__(
+        self,
+        *,
+        stream: global___OwnedAudioStream | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["stream", b"stream"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["stream", b"stream"]) -> None: ...
+
+global___NewAudioStreamResponse = NewAudioStreamResponse
+
+@typing.final
+class AudioStreamFromParticipantRequest(google.protobuf.message.Message):
+    """A stream that follows a participant's first audio track of `track_source`,
+    through subscriptions and unsubscriptions, until the participant leaves.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_HANDLE_FIELD_NUMBER: builtins.int
+    TYPE_FIELD_NUMBER: builtins.int
+    TRACK_SOURCE_FIELD_NUMBER: builtins.int
+    SAMPLE_RATE_FIELD_NUMBER: builtins.int
+    NUM_CHANNELS_FIELD_NUMBER: builtins.int
+    AUDIO_FILTER_MODULE_ID_FIELD_NUMBER: builtins.int
+    AUDIO_FILTER_OPTIONS_FIELD_NUMBER: builtins.int
+    FRAME_SIZE_MS_FIELD_NUMBER: builtins.int
+    QUEUE_SIZE_FRAMES_FIELD_NUMBER: builtins.int
+    participant_handle: builtins.int
+    type: global___AudioStreamType.ValueType
+    track_source: track_pb2.TrackSource.ValueType
+    sample_rate: builtins.int
+    num_channels: builtins.int
+    audio_filter_module_id: builtins.str
+    audio_filter_options: builtins.str
+    frame_size_ms: builtins.int
+    queue_size_frames: builtins.int
+    def __init__(
+        self,
+        *,
+        participant_handle: builtins.int | None = ...,
+        type: global___AudioStreamType.ValueType | None = ...,
+        track_source: track_pb2.TrackSource.ValueType | None = ...,
+        sample_rate: builtins.int | None = ...,
+        num_channels: builtins.int | None = ...,
+        audio_filter_module_id: builtins.str | None = ...,
+        audio_filter_options: builtins.str | None = ...,
+        frame_size_ms: builtins.int | None = ...,
+        queue_size_frames: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["audio_filter_module_id", b"audio_filter_module_id", "audio_filter_options", b"audio_filter_options", "frame_size_ms", b"frame_size_ms", "num_channels", b"num_channels", "participant_handle", b"participant_handle", "queue_size_frames", b"queue_size_frames", "sample_rate", b"sample_rate", "track_source", b"track_source", "type", b"type"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["audio_filter_module_id", b"audio_filter_module_id", "audio_filter_options", b"audio_filter_options", "frame_size_ms", b"frame_size_ms", "num_channels", b"num_channels", "participant_handle", b"participant_handle", "queue_size_frames", b"queue_size_frames", "sample_rate", b"sample_rate", "track_source", b"track_source", "type", b"type"]) -> None: ...
+
+global___AudioStreamFromParticipantRequest = AudioStreamFromParticipantRequest
+
+@typing.final
+class AudioStreamFromParticipantResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: builtins.int
+    @property
+    def stream(self) -> global___OwnedAudioStream: ...
+    def __init__(
+        self,
+        *,
+        stream: global___OwnedAudioStream | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["stream", b"stream"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["stream", b"stream"]) -> None: ...
+
+global___AudioStreamFromParticipantResponse = AudioStreamFromParticipantResponse
+
+@typing.final
+class AudioFrameReceived(google.protobuf.message.Message):
+    """The frame's samples belong to its handle, which the client drops once copied."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    FRAME_FIELD_NUMBER: builtins.int
+    @property
+    def frame(self) -> global___OwnedAudioFrameBuffer: ...
+    def __init__(
+        self,
+        *,
+        frame: global___OwnedAudioFrameBuffer | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["frame", b"frame"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["frame", b"frame"]) -> None: ...
+
+global___AudioFrameReceived = AudioFrameReceived
+
+@typing.final
+class AudioStreamEOS(google.protobuf.message.Message):
+    """The last event of a stream."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___AudioStreamEOS = AudioStreamEOS
+
+@typing.final
+class AudioStreamEvent(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STREAM_HANDLE_FIELD_NUMBER: builtins.int
+    FRAME_RECEIVED_FIELD_NUMBER: builtins.int
+    EOS_FIELD_NUMBER: builtins.int
+    stream_handle: builtins.int
+    @property
+    def frame_received(self) -> global___AudioFrameReceived: ...
+    @property
+    def eos(self) -> global___AudioStreamEOS: ...
+    def __init__(
+        self,
+        *,
+        stream_handle: builtins.int | None = ...,
+        frame_received: global___AudioFrameReceived | None = ...,
+        eos: global___AudioStreamEOS | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["eos", b"eos", "frame_received", b"frame_received", "message", b"message", "stream_handle", b"stream_handle"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["eos", b"eos", "frame_received", b"frame_received", "message", b"message", "stream_handle", b"stream_handle"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["frame_received", "eos"] | None: ...
+
+global___AudioStreamEvent = AudioStreamEvent

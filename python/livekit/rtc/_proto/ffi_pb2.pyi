@@ -55,18 +55,26 @@ class FfiRequest(google.protobuf.message.Message):
     DISPOSE_FIELD_NUMBER: builtins.int
     CONNECT_FIELD_NUMBER: builtins.int
     DISCONNECT_FIELD_NUMBER: builtins.int
+    PUBLISH_TRACK_FIELD_NUMBER: builtins.int
+    UNPUBLISH_TRACK_FIELD_NUMBER: builtins.int
     PUBLISH_DATA_FIELD_NUMBER: builtins.int
+    SET_SUBSCRIBED_FIELD_NUMBER: builtins.int
     SET_LOCAL_METADATA_FIELD_NUMBER: builtins.int
     SET_LOCAL_NAME_FIELD_NUMBER: builtins.int
     SET_LOCAL_ATTRIBUTES_FIELD_NUMBER: builtins.int
     PUBLISH_TRANSCRIPTION_FIELD_NUMBER: builtins.int
     PUBLISH_SIP_DTMF_FIELD_NUMBER: builtins.int
+    CREATE_AUDIO_TRACK_FIELD_NUMBER: builtins.int
+    LOCAL_TRACK_MUTE_FIELD_NUMBER: builtins.int
+    ENABLE_REMOTE_TRACK_FIELD_NUMBER: builtins.int
     SET_TRACK_SUBSCRIPTION_PERMISSIONS_FIELD_NUMBER: builtins.int
+    NEW_AUDIO_STREAM_FIELD_NUMBER: builtins.int
     NEW_AUDIO_SOURCE_FIELD_NUMBER: builtins.int
     CAPTURE_AUDIO_FRAME_FIELD_NUMBER: builtins.int
     CLEAR_AUDIO_BUFFER_FIELD_NUMBER: builtins.int
     NEW_AUDIO_RESAMPLER_FIELD_NUMBER: builtins.int
     REMIX_AND_RESAMPLE_FIELD_NUMBER: builtins.int
+    AUDIO_STREAM_FROM_PARTICIPANT_FIELD_NUMBER: builtins.int
     NEW_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
     PUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
     FLUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
@@ -76,6 +84,7 @@ class FfiRequest(google.protobuf.message.Message):
     REGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
     UNREGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
     RPC_METHOD_INVOCATION_RESPONSE_FIELD_NUMBER: builtins.int
+    ENABLE_REMOTE_TRACK_PUBLICATION_FIELD_NUMBER: builtins.int
     BYTE_READ_INCREMENTAL_FIELD_NUMBER: builtins.int
     BYTE_READ_ALL_FIELD_NUMBER: builtins.int
     BYTE_WRITE_TO_FILE_FIELD_NUMBER: builtins.int
@@ -99,7 +108,13 @@ class FfiRequest(google.protobuf.message.Message):
     @property
     def disconnect(self) -> room_pb2.DisconnectRequest: ...
     @property
+    def publish_track(self) -> room_pb2.PublishTrackRequest: ...
+    @property
+    def unpublish_track(self) -> room_pb2.UnpublishTrackRequest: ...
+    @property
     def publish_data(self) -> room_pb2.PublishDataRequest: ...
+    @property
+    def set_subscribed(self) -> room_pb2.SetSubscribedRequest: ...
     @property
     def set_local_metadata(self) -> room_pb2.SetLocalMetadataRequest: ...
     @property
@@ -111,7 +126,15 @@ class FfiRequest(google.protobuf.message.Message):
     @property
     def publish_sip_dtmf(self) -> room_pb2.PublishSipDtmfRequest: ...
     @property
+    def create_audio_track(self) -> track_pb2.CreateAudioTrackRequest: ...
+    @property
+    def local_track_mute(self) -> track_pb2.LocalTrackMuteRequest: ...
+    @property
+    def enable_remote_track(self) -> track_pb2.EnableRemoteTrackRequest: ...
+    @property
     def set_track_subscription_permissions(self) -> track_pb2.SetTrackSubscriptionPermissionsRequest: ...
+    @property
+    def new_audio_stream(self) -> audio_frame_pb2.NewAudioStreamRequest: ...
     @property
     def new_audio_source(self) -> audio_frame_pb2.NewAudioSourceRequest: ...
     @property
@@ -122,6 +145,8 @@ class FfiRequest(google.protobuf.message.Message):
     def new_audio_resampler(self) -> audio_frame_pb2.NewAudioResamplerRequest: ...
     @property
     def remix_and_resample(self) -> audio_frame_pb2.RemixAndResampleRequest: ...
+    @property
+    def audio_stream_from_participant(self) -> audio_frame_pb2.AudioStreamFromParticipantRequest: ...
     @property
     def new_sox_resampler(self) -> audio_frame_pb2.NewSoxResamplerRequest: ...
     @property
@@ -140,6 +165,8 @@ class FfiRequest(google.protobuf.message.Message):
     def unregister_rpc_method(self) -> rpc_pb2.UnregisterRpcMethodRequest: ...
     @property
     def rpc_method_invocation_response(self) -> rpc_pb2.RpcMethodInvocationResponseRequest: ...
+    @property
+    def enable_remote_track_publication(self) -> track_pb2.EnableRemoteTrackPublicationRequest: ...
     @property
     def byte_read_incremental(self) -> data_stream_pb2.ByteStreamReaderReadIncrementalRequest: ...
     @property
@@ -178,18 +205,26 @@ class FfiRequest(google.protobuf.message.Message):
         dispose: global___DisposeRequest | None = ...,
         connect: room_pb2.ConnectRequest | None = ...,
         disconnect: room_pb2.DisconnectRequest | None = ...,
+        publish_track: room_pb2.PublishTrackRequest | None = ...,
+        unpublish_track: room_pb2.UnpublishTrackRequest | None = ...,
         publish_data: room_pb2.PublishDataRequest | None = ...,
+        set_subscribed: room_pb2.SetSubscribedRequest | None = ...,
         set_local_metadata: room_pb2.SetLocalMetadataRequest | None = ...,
         set_local_name: room_pb2.SetLocalNameRequest | None = ...,
         set_local_attributes: room_pb2.SetLocalAttributesRequest | None = ...,
         publish_transcription: room_pb2.PublishTranscriptionRequest | None = ...,
         publish_sip_dtmf: room_pb2.PublishSipDtmfRequest | None = ...,
+        create_audio_track: track_pb2.CreateAudioTrackRequest | None = ...,
+        local_track_mute: track_pb2.LocalTrackMuteRequest | None = ...,
+        enable_remote_track: track_pb2.EnableRemoteTrackRequest | None = ...,
         set_track_subscription_permissions: track_pb2.SetTrackSubscriptionPermissionsRequest | None = ...,
+        new_audio_stream: audio_frame_pb2.NewAudioStreamRequest | None = ...,
         new_audio_source: audio_frame_pb2.NewAudioSourceRequest | None = ...,
         capture_audio_frame: audio_frame_pb2.CaptureAudioFrameRequest | None = ...,
         clear_audio_buffer: audio_frame_pb2.ClearAudioBufferRequest | None = ...,
         new_audio_resampler: audio_frame_pb2.NewAudioResamplerRequest | None = ...,
         remix_and_resample: audio_frame_pb2.RemixAndResampleRequest | None = ...,
+        audio_stream_from_participant: audio_frame_pb2.AudioStreamFromParticipantRequest | None = ...,
         new_sox_resampler: audio_frame_pb2.NewSoxResamplerRequest | None = ...,
         push_sox_resampler: audio_frame_pb2.PushSoxResamplerRequest | None = ...,
         flush_sox_resampler: audio_frame_pb2.FlushSoxResamplerRequest | None = ...,
@@ -199,6 +234,7 @@ class FfiRequest(google.protobuf.message.Message):
         register_rpc_method: rpc_pb2.RegisterRpcMethodRequest | None = ...,
         unregister_rpc_method: rpc_pb2.UnregisterRpcMethodRequest | None = ...,
         rpc_method_invocation_response: rpc_pb2.RpcMethodInvocationResponseRequest | None = ...,
+        enable_remote_track_publication: track_pb2.EnableRemoteTrackPublicationRequest | None = ...,
         byte_read_incremental: data_stream_pb2.ByteStreamReaderReadIncrementalRequest | None = ...,
         byte_read_all: data_stream_pb2.ByteStreamReaderReadAllRequest | None = ...,
         byte_write_to_file: data_stream_pb2.ByteStreamReaderWriteToFileRequest | None = ...,
@@ -216,9 +252,9 @@ class FfiRequest(google.protobuf.message.Message):
         ready_for_room_event: room_pb2.ReadyForRoomEventRequest | None = ...,
         cancel: global___CancelRequest | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "set_track_subscription_permissions", "new_audio_source", "capture_audio_frame", "clear_audio_buffer", "new_audio_resampler", "remix_and_resample", "new_sox_resampler", "push_sox_resampler", "flush_sox_resampler", "send_chat_message", "edit_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["audio_stream_from_participant", b"audio_stream_from_participant", "byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "create_audio_track", b"create_audio_track", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "enable_remote_track", b"enable_remote_track", "enable_remote_track_publication", b"enable_remote_track_publication", "flush_sox_resampler", b"flush_sox_resampler", "local_track_mute", b"local_track_mute", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_audio_stream", b"new_audio_stream", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_track", b"publish_track", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_subscribed", b"set_subscribed", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unpublish_track", b"unpublish_track", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["audio_stream_from_participant", b"audio_stream_from_participant", "byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "create_audio_track", b"create_audio_track", "disconnect", b"disconnect", "dispose", b"dispose", "edit_chat_message", b"edit_chat_message", "enable_remote_track", b"enable_remote_track", "enable_remote_track_publication", b"enable_remote_track_publication", "flush_sox_resampler", b"flush_sox_resampler", "local_track_mute", b"local_track_mute", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_audio_stream", b"new_audio_stream", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_track", b"publish_track", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_subscribed", b"set_subscribed", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unpublish_track", b"unpublish_track", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_track", "unpublish_track", "publish_data", "set_subscribed", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "create_audio_track", "local_track_mute", "enable_remote_track", "set_track_subscription_permissions", "new_audio_stream", "new_audio_source", "capture_audio_frame", "clear_audio_buffer", "new_audio_resampler", "remix_and_resample", "audio_stream_from_participant", "new_sox_resampler", "push_sox_resampler", "flush_sox_resampler", "send_chat_message", "edit_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "enable_remote_track_publication", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
 
 global___FfiRequest = FfiRequest
 
@@ -229,18 +265,26 @@ class FfiResponse(google.protobuf.message.Message):
     DISPOSE_FIELD_NUMBER: builtins.int
     CONNECT_FIELD_NUMBER: builtins.int
     DISCONNECT_FIELD_NUMBER: builtins.int
+    PUBLISH_TRACK_FIELD_NUMBER: builtins.int
+    UNPUBLISH_TRACK_FIELD_NUMBER: builtins.int
     PUBLISH_DATA_FIELD_NUMBER: builtins.int
+    SET_SUBSCRIBED_FIELD_NUMBER: builtins.int
     SET_LOCAL_METADATA_FIELD_NUMBER: builtins.int
     SET_LOCAL_NAME_FIELD_NUMBER: builtins.int
     SET_LOCAL_ATTRIBUTES_FIELD_NUMBER: builtins.int
     PUBLISH_TRANSCRIPTION_FIELD_NUMBER: builtins.int
     PUBLISH_SIP_DTMF_FIELD_NUMBER: builtins.int
+    CREATE_AUDIO_TRACK_FIELD_NUMBER: builtins.int
+    LOCAL_TRACK_MUTE_FIELD_NUMBER: builtins.int
+    ENABLE_REMOTE_TRACK_FIELD_NUMBER: builtins.int
     SET_TRACK_SUBSCRIPTION_PERMISSIONS_FIELD_NUMBER: builtins.int
+    NEW_AUDIO_STREAM_FIELD_NUMBER: builtins.int
     NEW_AUDIO_SOURCE_FIELD_NUMBER: builtins.int
     CAPTURE_AUDIO_FRAME_FIELD_NUMBER: builtins.int
     CLEAR_AUDIO_BUFFER_FIELD_NUMBER: builtins.int
     NEW_AUDIO_RESAMPLER_FIELD_NUMBER: builtins.int
     REMIX_AND_RESAMPLE_FIELD_NUMBER: builtins.int
+    AUDIO_STREAM_FROM_PARTICIPANT_FIELD_NUMBER: builtins.int
     NEW_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
     PUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
     FLUSH_SOX_RESAMPLER_FIELD_NUMBER: builtins.int
@@ -249,6 +293,7 @@ class FfiResponse(google.protobuf.message.Message):
     REGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
     UNREGISTER_RPC_METHOD_FIELD_NUMBER: builtins.int
     RPC_METHOD_INVOCATION_RESPONSE_FIELD_NUMBER: builtins.int
+    ENABLE_REMOTE_TRACK_PUBLICATION_FIELD_NUMBER: builtins.int
     BYTE_READ_INCREMENTAL_FIELD_NUMBER: builtins.int
     BYTE_READ_ALL_FIELD_NUMBER: builtins.int
     BYTE_WRITE_TO_FILE_FIELD_NUMBER: builtins.int
@@ -272,7 +317,13 @@ class FfiResponse(google.protobuf.message.Message):
     @property
     def disconnect(self) -> room_pb2.DisconnectResponse: ...
     @property
+    def publish_track(self) -> room_pb2.PublishTrackResponse: ...
+    @property
+    def unpublish_track(self) -> room_pb2.UnpublishTrackResponse: ...
+    @property
     def publish_data(self) -> room_pb2.PublishDataResponse: ...
+    @property
+    def set_subscribed(self) -> room_pb2.SetSubscribedResponse: ...
     @property
     def set_local_metadata(self) -> room_pb2.SetLocalMetadataResponse: ...
     @property
@@ -284,7 +335,15 @@ class FfiResponse(google.protobuf.message.Message):
     @property
     def publish_sip_dtmf(self) -> room_pb2.PublishSipDtmfResponse: ...
     @property
+    def create_audio_track(self) -> track_pb2.CreateAudioTrackResponse: ...
+    @property
+    def local_track_mute(self) -> track_pb2.LocalTrackMuteResponse: ...
+    @property
+    def enable_remote_track(self) -> track_pb2.EnableRemoteTrackResponse: ...
+    @property
     def set_track_subscription_permissions(self) -> track_pb2.SetTrackSubscriptionPermissionsResponse: ...
+    @property
+    def new_audio_stream(self) -> audio_frame_pb2.NewAudioStreamResponse: ...
     @property
     def new_audio_source(self) -> audio_frame_pb2.NewAudioSourceResponse: ...
     @property
@@ -295,6 +354,8 @@ class FfiResponse(google.protobuf.message.Message):
     def new_audio_resampler(self) -> audio_frame_pb2.NewAudioResamplerResponse: ...
     @property
     def remix_and_resample(self) -> audio_frame_pb2.RemixAndResampleResponse: ...
+    @property
+    def audio_stream_from_participant(self) -> audio_frame_pb2.AudioStreamFromParticipantResponse: ...
     @property
     def new_sox_resampler(self) -> audio_frame_pb2.NewSoxResamplerResponse: ...
     @property
@@ -311,6 +372,8 @@ class FfiResponse(google.protobuf.message.Message):
     def unregister_rpc_method(self) -> rpc_pb2.UnregisterRpcMethodResponse: ...
     @property
     def rpc_method_invocation_response(self) -> rpc_pb2.RpcMethodInvocationResponseResponse: ...
+    @property
+    def enable_remote_track_publication(self) -> track_pb2.EnableRemoteTrackPublicationResponse: ...
     @property
     def byte_read_incremental(self) -> data_stream_pb2.ByteStreamReaderReadIncrementalResponse: ...
     @property
@@ -349,18 +412,26 @@ class FfiResponse(google.protobuf.message.Message):
         dispose: global___DisposeResponse | None = ...,
         connect: room_pb2.ConnectResponse | None = ...,
         disconnect: room_pb2.DisconnectResponse | None = ...,
+        publish_track: room_pb2.PublishTrackResponse | None = ...,
+        unpublish_track: room_pb2.UnpublishTrackResponse | None = ...,
         publish_data: room_pb2.PublishDataResponse | None = ...,
+        set_subscribed: room_pb2.SetSubscribedResponse | None = ...,
         set_local_metadata: room_pb2.SetLocalMetadataResponse | None = ...,
         set_local_name: room_pb2.SetLocalNameResponse | None = ...,
         set_local_attributes: room_pb2.SetLocalAttributesResponse | None = ...,
         publish_transcription: room_pb2.PublishTranscriptionResponse | None = ...,
         publish_sip_dtmf: room_pb2.PublishSipDtmfResponse | None = ...,
+        create_audio_track: track_pb2.CreateAudioTrackResponse | None = ...,
+        local_track_mute: track_pb2.LocalTrackMuteResponse | None = ...,
+        enable_remote_track: track_pb2.EnableRemoteTrackResponse | None = ...,
         set_track_subscription_permissions: track_pb2.SetTrackSubscriptionPermissionsResponse | None = ...,
+        new_audio_stream: audio_frame_pb2.NewAudioStreamResponse | None = ...,
         new_audio_source: audio_frame_pb2.NewAudioSourceResponse | None = ...,
         capture_audio_frame: audio_frame_pb2.CaptureAudioFrameResponse | None = ...,
         clear_audio_buffer: audio_frame_pb2.ClearAudioBufferResponse | None = ...,
         new_audio_resampler: audio_frame_pb2.NewAudioResamplerResponse | None = ...,
         remix_and_resample: audio_frame_pb2.RemixAndResampleResponse | None = ...,
+        audio_stream_from_participant: audio_frame_pb2.AudioStreamFromParticipantResponse | None = ...,
         new_sox_resampler: audio_frame_pb2.NewSoxResamplerResponse | None = ...,
         push_sox_resampler: audio_frame_pb2.PushSoxResamplerResponse | None = ...,
         flush_sox_resampler: audio_frame_pb2.FlushSoxResamplerResponse | None = ...,
@@ -369,6 +440,7 @@ class FfiResponse(google.protobuf.message.Message):
         register_rpc_method: rpc_pb2.RegisterRpcMethodResponse | None = ...,
         unregister_rpc_method: rpc_pb2.UnregisterRpcMethodResponse | None = ...,
         rpc_method_invocation_response: rpc_pb2.RpcMethodInvocationResponseResponse | None = ...,
+        enable_remote_track_publication: track_pb2.EnableRemoteTrackPublicationResponse | None = ...,
         byte_read_incremental: data_stream_pb2.ByteStreamReaderReadIncrementalResponse | None = ...,
         byte_read_all: data_stream_pb2.ByteStreamReaderReadAllResponse | None = ...,
         byte_write_to_file: data_stream_pb2.ByteStreamReaderWriteToFileResponse | None = ...,
@@ -386,9 +458,9 @@ class FfiResponse(google.protobuf.message.Message):
         ready_for_room_event: room_pb2.ReadyForRoomEventResponse | None = ...,
         cancel: global___CancelResponse | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "flush_sox_resampler", b"flush_sox_resampler", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_data", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "set_track_subscription_permissions", "new_audio_source", "capture_audio_frame", "clear_audio_buffer", "new_audio_resampler", "remix_and_resample", "new_sox_resampler", "push_sox_resampler", "flush_sox_resampler", "send_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["audio_stream_from_participant", b"audio_stream_from_participant", "byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "create_audio_track", b"create_audio_track", "disconnect", b"disconnect", "dispose", b"dispose", "enable_remote_track", b"enable_remote_track", "enable_remote_track_publication", b"enable_remote_track_publication", "flush_sox_resampler", b"flush_sox_resampler", "local_track_mute", b"local_track_mute", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_audio_stream", b"new_audio_stream", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_track", b"publish_track", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_subscribed", b"set_subscribed", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unpublish_track", b"unpublish_track", "unregister_rpc_method", b"unregister_rpc_method"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["audio_stream_from_participant", b"audio_stream_from_participant", "byte_read_all", b"byte_read_all", "byte_read_incremental", b"byte_read_incremental", "byte_stream_close", b"byte_stream_close", "byte_stream_open", b"byte_stream_open", "byte_stream_write", b"byte_stream_write", "byte_write_to_file", b"byte_write_to_file", "cancel", b"cancel", "capture_audio_frame", b"capture_audio_frame", "clear_audio_buffer", b"clear_audio_buffer", "connect", b"connect", "create_audio_track", b"create_audio_track", "disconnect", b"disconnect", "dispose", b"dispose", "enable_remote_track", b"enable_remote_track", "enable_remote_track_publication", b"enable_remote_track_publication", "flush_sox_resampler", b"flush_sox_resampler", "local_track_mute", b"local_track_mute", "message", b"message", "new_audio_resampler", b"new_audio_resampler", "new_audio_source", b"new_audio_source", "new_audio_stream", b"new_audio_stream", "new_sox_resampler", b"new_sox_resampler", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_track", b"publish_track", "publish_transcription", b"publish_transcription", "push_sox_resampler", b"push_sox_resampler", "ready_for_room_event", b"ready_for_room_event", "register_rpc_method", b"register_rpc_method", "remix_and_resample", b"remix_and_resample", "rpc_method_invocation_response", b"rpc_method_invocation_response", "send_bytes", b"send_bytes", "send_chat_message", b"send_chat_message", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "set_subscribed", b"set_subscribed", "set_track_subscription_permissions", b"set_track_subscription_permissions", "text_read_all", b"text_read_all", "text_read_incremental", b"text_read_incremental", "text_stream_close", b"text_stream_close", "text_stream_open", b"text_stream_open", "text_stream_write", b"text_stream_write", "unpublish_track", b"unpublish_track", "unregister_rpc_method", b"unregister_rpc_method"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["dispose", "connect", "disconnect", "publish_track", "unpublish_track", "publish_data", "set_subscribed", "set_local_metadata", "set_local_name", "set_local_attributes", "publish_transcription", "publish_sip_dtmf", "create_audio_track", "local_track_mute", "enable_remote_track", "set_track_subscription_permissions", "new_audio_stream", "new_audio_source", "capture_audio_frame", "clear_audio_buffer", "new_audio_resampler", "remix_and_resample", "audio_stream_from_participant", "new_sox_resampler", "push_sox_resampler", "flush_sox_resampler", "send_chat_message", "perform_rpc", "register_rpc_method", "unregister_rpc_method", "rpc_method_invocation_response", "enable_remote_track_publication", "byte_read_incremental", "byte_read_all", "byte_write_to_file", "text_read_incremental", "text_read_all", "send_file", "send_text", "byte_stream_open", "byte_stream_write", "byte_stream_close", "text_stream_open", "text_stream_write", "text_stream_close", "send_bytes", "ready_for_room_event", "cancel"] | None: ...
 
 global___FfiResponse = FfiResponse
 
@@ -397,9 +469,12 @@ class FfiEvent(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ROOM_EVENT_FIELD_NUMBER: builtins.int
+    AUDIO_STREAM_EVENT_FIELD_NUMBER: builtins.int
     CONNECT_FIELD_NUMBER: builtins.int
     DISCONNECT_FIELD_NUMBER: builtins.int
     DISPOSE_FIELD_NUMBER: builtins.int
+    PUBLISH_TRACK_FIELD_NUMBER: builtins.int
+    UNPUBLISH_TRACK_FIELD_NUMBER: builtins.int
     PUBLISH_DATA_FIELD_NUMBER: builtins.int
     PUBLISH_TRANSCRIPTION_FIELD_NUMBER: builtins.int
     CAPTURE_AUDIO_FRAME_FIELD_NUMBER: builtins.int
@@ -429,11 +504,17 @@ class FfiEvent(google.protobuf.message.Message):
     @property
     def room_event(self) -> room_pb2.RoomEvent: ...
     @property
+    def audio_stream_event(self) -> audio_frame_pb2.AudioStreamEvent: ...
+    @property
     def connect(self) -> room_pb2.ConnectCallback: ...
     @property
     def disconnect(self) -> room_pb2.DisconnectCallback: ...
     @property
     def dispose(self) -> global___DisposeCallback: ...
+    @property
+    def publish_track(self) -> room_pb2.PublishTrackCallback: ...
+    @property
+    def unpublish_track(self) -> room_pb2.UnpublishTrackCallback: ...
     @property
     def publish_data(self) -> room_pb2.PublishDataCallback: ...
     @property
@@ -490,9 +571,12 @@ class FfiEvent(google.protobuf.message.Message):
         self,
         *,
         room_event: room_pb2.RoomEvent | None = ...,
+        audio_stream_event: audio_frame_pb2.AudioStreamEvent | None = ...,
         connect: room_pb2.ConnectCallback | None = ...,
         disconnect: room_pb2.DisconnectCallback | None = ...,
         dispose: global___DisposeCallback | None = ...,
+        publish_track: room_pb2.PublishTrackCallback | None = ...,
+        unpublish_track: room_pb2.UnpublishTrackCallback | None = ...,
         publish_data: room_pb2.PublishDataCallback | None = ...,
         publish_transcription: room_pb2.PublishTranscriptionCallback | None = ...,
         capture_audio_frame: audio_frame_pb2.CaptureAudioFrameCallback | None = ...,
@@ -520,9 +604,9 @@ class FfiEvent(google.protobuf.message.Message):
         send_text: data_stream_pb2.StreamSendTextCallback | None = ...,
         send_bytes: data_stream_pb2.StreamSendBytesCallback | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["byte_stream_open", b"byte_stream_open", "byte_stream_reader_event", b"byte_stream_reader_event", "byte_stream_reader_read_all", b"byte_stream_reader_read_all", "byte_stream_reader_write_to_file", b"byte_stream_reader_write_to_file", "byte_stream_writer_close", b"byte_stream_writer_close", "byte_stream_writer_write", b"byte_stream_writer_write", "capture_audio_frame", b"capture_audio_frame", "chat_message", b"chat_message", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "rpc_method_invocation", b"rpc_method_invocation", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_stream_open", b"text_stream_open", "text_stream_reader_event", b"text_stream_reader_event", "text_stream_reader_read_all", b"text_stream_reader_read_all", "text_stream_writer_close", b"text_stream_writer_close", "text_stream_writer_write", b"text_stream_writer_write"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["byte_stream_open", b"byte_stream_open", "byte_stream_reader_event", b"byte_stream_reader_event", "byte_stream_reader_read_all", b"byte_stream_reader_read_all", "byte_stream_reader_write_to_file", b"byte_stream_reader_write_to_file", "byte_stream_writer_close", b"byte_stream_writer_close", "byte_stream_writer_write", b"byte_stream_writer_write", "capture_audio_frame", b"capture_audio_frame", "chat_message", b"chat_message", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "rpc_method_invocation", b"rpc_method_invocation", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_stream_open", b"text_stream_open", "text_stream_reader_event", b"text_stream_reader_event", "text_stream_reader_read_all", b"text_stream_reader_read_all", "text_stream_writer_close", b"text_stream_writer_close", "text_stream_writer_write", b"text_stream_writer_write"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["room_event", "connect", "disconnect", "dispose", "publish_data", "publish_transcription", "capture_audio_frame", "set_local_metadata", "set_local_name", "set_local_attributes", "logs", "panic", "publish_sip_dtmf", "chat_message", "perform_rpc", "rpc_method_invocation", "byte_stream_reader_event", "byte_stream_reader_read_all", "byte_stream_reader_write_to_file", "byte_stream_open", "byte_stream_writer_write", "byte_stream_writer_close", "send_file", "text_stream_reader_event", "text_stream_reader_read_all", "text_stream_open", "text_stream_writer_write", "text_stream_writer_close", "send_text", "send_bytes"] | None: ...
+    def HasField(self, field_name: typing.Literal["audio_stream_event", b"audio_stream_event", "byte_stream_open", b"byte_stream_open", "byte_stream_reader_event", b"byte_stream_reader_event", "byte_stream_reader_read_all", b"byte_stream_reader_read_all", "byte_stream_reader_write_to_file", b"byte_stream_reader_write_to_file", "byte_stream_writer_close", b"byte_stream_writer_close", "byte_stream_writer_write", b"byte_stream_writer_write", "capture_audio_frame", b"capture_audio_frame", "chat_message", b"chat_message", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_track", b"publish_track", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "rpc_method_invocation", b"rpc_method_invocation", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_stream_open", b"text_stream_open", "text_stream_reader_event", b"text_stream_reader_event", "text_stream_reader_read_all", b"text_stream_reader_read_all", "text_stream_writer_close", b"text_stream_writer_close", "text_stream_writer_write", b"text_stream_writer_write", "unpublish_track", b"unpublish_track"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["audio_stream_event", b"audio_stream_event", "byte_stream_open", b"byte_stream_open", "byte_stream_reader_event", b"byte_stream_reader_event", "byte_stream_reader_read_all", b"byte_stream_reader_read_all", "byte_stream_reader_write_to_file", b"byte_stream_reader_write_to_file", "byte_stream_writer_close", b"byte_stream_writer_close", "byte_stream_writer_write", b"byte_stream_writer_write", "capture_audio_frame", b"capture_audio_frame", "chat_message", b"chat_message", "connect", b"connect", "disconnect", b"disconnect", "dispose", b"dispose", "logs", b"logs", "message", b"message", "panic", b"panic", "perform_rpc", b"perform_rpc", "publish_data", b"publish_data", "publish_sip_dtmf", b"publish_sip_dtmf", "publish_track", b"publish_track", "publish_transcription", b"publish_transcription", "room_event", b"room_event", "rpc_method_invocation", b"rpc_method_invocation", "send_bytes", b"send_bytes", "send_file", b"send_file", "send_text", b"send_text", "set_local_attributes", b"set_local_attributes", "set_local_metadata", b"set_local_metadata", "set_local_name", b"set_local_name", "text_stream_open", b"text_stream_open", "text_stream_reader_event", b"text_stream_reader_event", "text_stream_reader_read_all", b"text_stream_reader_read_all", "text_stream_writer_close", b"text_stream_writer_close", "text_stream_writer_write", b"text_stream_writer_write", "unpublish_track", b"unpublish_track"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["room_event", "audio_stream_event", "connect", "disconnect", "dispose", "publish_track", "unpublish_track", "publish_data", "publish_transcription", "capture_audio_frame", "set_local_metadata", "set_local_name", "set_local_attributes", "logs", "panic", "publish_sip_dtmf", "chat_message", "perform_rpc", "rpc_method_invocation", "byte_stream_reader_event", "byte_stream_reader_read_all", "byte_stream_reader_write_to_file", "byte_stream_open", "byte_stream_writer_write", "byte_stream_writer_close", "send_file", "text_stream_reader_event", "text_stream_reader_read_all", "text_stream_open", "text_stream_writer_write", "text_stream_writer_close", "send_text", "send_bytes"] | None: ...
 
 global___FfiEvent = FfiEvent
 

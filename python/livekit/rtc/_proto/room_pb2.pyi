@@ -26,6 +26,71 @@ else:
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
+class _VideoCodec:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _VideoCodecEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_VideoCodec.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    VP8: _VideoCodec.ValueType  # 0
+    H264: _VideoCodec.ValueType  # 1
+    AV1: _VideoCodec.ValueType  # 2
+    VP9: _VideoCodec.ValueType  # 3
+    H265: _VideoCodec.ValueType  # 4
+
+class VideoCodec(_VideoCodec, metaclass=_VideoCodecEnumTypeWrapper): ...
+
+VP8: VideoCodec.ValueType  # 0
+H264: VideoCodec.ValueType  # 1
+AV1: VideoCodec.ValueType  # 2
+VP9: VideoCodec.ValueType  # 3
+H265: VideoCodec.ValueType  # 4
+global___VideoCodec = VideoCodec
+
+class _VideoEncoderBackend:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _VideoEncoderBackendEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_VideoEncoderBackend.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    ENCODER_BACKEND_AUTO: _VideoEncoderBackend.ValueType  # 0
+    ENCODER_BACKEND_SOFTWARE: _VideoEncoderBackend.ValueType  # 1
+    ENCODER_BACKEND_HARDWARE: _VideoEncoderBackend.ValueType  # 2
+    ENCODER_BACKEND_NVENC: _VideoEncoderBackend.ValueType  # 3
+    ENCODER_BACKEND_VAAPI: _VideoEncoderBackend.ValueType  # 4
+    ENCODER_BACKEND_VIDEOTOOLBOX: _VideoEncoderBackend.ValueType  # 5
+    ENCODER_BACKEND_PRE_ENCODED: _VideoEncoderBackend.ValueType  # 6
+
+class VideoEncoderBackend(_VideoEncoderBackend, metaclass=_VideoEncoderBackendEnumTypeWrapper): ...
+
+ENCODER_BACKEND_AUTO: VideoEncoderBackend.ValueType  # 0
+ENCODER_BACKEND_SOFTWARE: VideoEncoderBackend.ValueType  # 1
+ENCODER_BACKEND_HARDWARE: VideoEncoderBackend.ValueType  # 2
+ENCODER_BACKEND_NVENC: VideoEncoderBackend.ValueType  # 3
+ENCODER_BACKEND_VAAPI: VideoEncoderBackend.ValueType  # 4
+ENCODER_BACKEND_VIDEOTOOLBOX: VideoEncoderBackend.ValueType  # 5
+ENCODER_BACKEND_PRE_ENCODED: VideoEncoderBackend.ValueType  # 6
+global___VideoEncoderBackend = VideoEncoderBackend
+
+class _DegradationPreference:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _DegradationPreferenceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_DegradationPreference.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    DEGRADATION_PREFERENCE_BALANCED: _DegradationPreference.ValueType  # 0
+    DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE: _DegradationPreference.ValueType  # 1
+    DEGRADATION_PREFERENCE_MAINTAIN_RESOLUTION: _DegradationPreference.ValueType  # 2
+    DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE_AND_RESOLUTION: _DegradationPreference.ValueType  # 4
+
+class DegradationPreference(_DegradationPreference, metaclass=_DegradationPreferenceEnumTypeWrapper): ...
+
+DEGRADATION_PREFERENCE_BALANCED: DegradationPreference.ValueType  # 0
+DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE: DegradationPreference.ValueType  # 1
+DEGRADATION_PREFERENCE_MAINTAIN_RESOLUTION: DegradationPreference.ValueType  # 2
+DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE_AND_RESOLUTION: DegradationPreference.ValueType  # 4
+global___DegradationPreference = DegradationPreference
+
 class _IceTransportType:
     ValueType = typing.NewType("ValueType", builtins.int)
     V: typing_extensions.TypeAlias = ValueType
@@ -781,6 +846,261 @@ class SetLocalAttributesCallback(google.protobuf.message.Message):
 global___SetLocalAttributesCallback = SetLocalAttributesCallback
 
 @typing.final
+class VideoEncoding(google.protobuf.message.Message):
+    """Publishing tracks. The video fields are carried for compatibility; only audio
+    tracks are published so far.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MAX_BITRATE_FIELD_NUMBER: builtins.int
+    MAX_FRAMERATE_FIELD_NUMBER: builtins.int
+    max_bitrate: builtins.int
+    max_framerate: builtins.float
+    def __init__(
+        self,
+        *,
+        max_bitrate: builtins.int | None = ...,
+        max_framerate: builtins.float | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["max_bitrate", b"max_bitrate", "max_framerate", b"max_framerate"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["max_bitrate", b"max_bitrate", "max_framerate", b"max_framerate"]) -> None: ...
+
+global___VideoEncoding = VideoEncoding
+
+@typing.final
+class AudioEncoding(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MAX_BITRATE_FIELD_NUMBER: builtins.int
+    max_bitrate: builtins.int
+    def __init__(
+        self,
+        *,
+        max_bitrate: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["max_bitrate", b"max_bitrate"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["max_bitrate", b"max_bitrate"]) -> None: ...
+
+global___AudioEncoding = AudioEncoding
+
+@typing.final
+class TrackPublishOptions(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    VIDEO_ENCODING_FIELD_NUMBER: builtins.int
+    AUDIO_ENCODING_FIELD_NUMBER: builtins.int
+    VIDEO_CODEC_FIELD_NUMBER: builtins.int
+    DTX_FIELD_NUMBER: builtins.int
+    RED_FIELD_NUMBER: builtins.int
+    SIMULCAST_FIELD_NUMBER: builtins.int
+    SOURCE_FIELD_NUMBER: builtins.int
+    STREAM_FIELD_NUMBER: builtins.int
+    PRECONNECT_BUFFER_FIELD_NUMBER: builtins.int
+    FRAME_METADATA_FEATURES_FIELD_NUMBER: builtins.int
+    SCALABILITY_MODE_FIELD_NUMBER: builtins.int
+    VIDEO_ENCODER_FIELD_NUMBER: builtins.int
+    DEGRADATION_PREFERENCE_FIELD_NUMBER: builtins.int
+    video_codec: global___VideoCodec.ValueType
+    dtx: builtins.bool
+    red: builtins.bool
+    simulcast: builtins.bool
+    source: track_pb2.TrackSource.ValueType
+    stream: builtins.str
+    preconnect_buffer: builtins.bool
+    scalability_mode: builtins.str
+    video_encoder: global___VideoEncoderBackend.ValueType
+    degradation_preference: global___DegradationPreference.ValueType
+    @property
+    def video_encoding(self) -> global___VideoEncoding: ...
+    @property
+    def audio_encoding(self) -> global___AudioEncoding: ...
+    @property
+    def frame_metadata_features(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[track_pb2.FrameMetadataFeature.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        video_encoding: global___VideoEncoding | None = ...,
+        audio_encoding: global___AudioEncoding | None = ...,
+        video_codec: global___VideoCodec.ValueType | None = ...,
+        dtx: builtins.bool | None = ...,
+        red: builtins.bool | None = ...,
+        simulcast: builtins.bool | None = ...,
+        source: track_pb2.TrackSource.ValueType | None = ...,
+        stream: builtins.str | None = ...,
+        preconnect_buffer: builtins.bool | None = ...,
+        frame_metadata_features: collections.abc.Iterable[track_pb2.FrameMetadataFeature.ValueType] | None = ...,
+        scalability_mode: builtins.str | None = ...,
+        video_encoder: global___VideoEncoderBackend.ValueType | None = ...,
+        degradation_preference: global___DegradationPreference.ValueType | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["audio_encoding", b"audio_encoding", "degradation_preference", b"degradation_preference", "dtx", b"dtx", "preconnect_buffer", b"preconnect_buffer", "red", b"red", "scalability_mode", b"scalability_mode", "simulcast", b"simulcast", "source", b"source", "stream", b"stream", "video_codec", b"video_codec", "video_encoder", b"video_encoder", "video_encoding", b"video_encoding"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["audio_encoding", b"audio_encoding", "degradation_preference", b"degradation_preference", "dtx", b"dtx", "frame_metadata_features", b"frame_metadata_features", "preconnect_buffer", b"preconnect_buffer", "red", b"red", "scalability_mode", b"scalability_mode", "simulcast", b"simulcast", "source", b"source", "stream", b"stream", "video_codec", b"video_codec", "video_encoder", b"video_encoder", "video_encoding", b"video_encoding"]) -> None: ...
+
+global___TrackPublishOptions = TrackPublishOptions
+
+@typing.final
+class PublishTrackRequest(google.protobuf.message.Message):
+    """Answered at once with an async_id, finished by a PublishTrackCallback carrying the
+    new publication (or an error) once the server accepted the track.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LOCAL_PARTICIPANT_HANDLE_FIELD_NUMBER: builtins.int
+    TRACK_HANDLE_FIELD_NUMBER: builtins.int
+    OPTIONS_FIELD_NUMBER: builtins.int
+    REQUEST_ASYNC_ID_FIELD_NUMBER: builtins.int
+    local_participant_handle: builtins.int
+    track_handle: builtins.int
+    request_async_id: builtins.int
+    @property
+    def options(self) -> global___TrackPublishOptions: ...
+    def __init__(
+        self,
+        *,
+        local_participant_handle: builtins.int | None = ...,
+        track_handle: builtins.int | None = ...,
+        options: global___TrackPublishOptions | None = ...,
+        request_async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["local_participant_handle", b"local_participant_handle", "options", b"options", "request_async_id", b"request_async_id", "track_handle", b"track_handle"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["local_participant_handle", b"local_participant_handle", "options", b"options", "request_async_id", b"request_async_id", "track_handle", b"track_handle"]) -> None: ...
+
+global___PublishTrackRequest = PublishTrackRequest
+
+@typing.final
+class PublishTrackResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id"]) -> None: ...
+
+global___PublishTrackResponse = PublishTrackResponse
+
+@typing.final
+class PublishTrackCallback(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    PUBLICATION_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    error: builtins.str
+    @property
+    def publication(self) -> track_pb2.OwnedTrackPublication: ...
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+        error: builtins.str | None = ...,
+        publication: track_pb2.OwnedTrackPublication | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id", "error", b"error", "message", b"message", "publication", b"publication"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id", "error", b"error", "message", b"message", "publication", b"publication"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["error", "publication"] | None: ...
+
+global___PublishTrackCallback = PublishTrackCallback
+
+@typing.final
+class UnpublishTrackRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LOCAL_PARTICIPANT_HANDLE_FIELD_NUMBER: builtins.int
+    TRACK_SID_FIELD_NUMBER: builtins.int
+    STOP_ON_UNPUBLISH_FIELD_NUMBER: builtins.int
+    REQUEST_ASYNC_ID_FIELD_NUMBER: builtins.int
+    local_participant_handle: builtins.int
+    track_sid: builtins.str
+    stop_on_unpublish: builtins.bool
+    request_async_id: builtins.int
+    def __init__(
+        self,
+        *,
+        local_participant_handle: builtins.int | None = ...,
+        track_sid: builtins.str | None = ...,
+        stop_on_unpublish: builtins.bool | None = ...,
+        request_async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["local_participant_handle", b"local_participant_handle", "request_async_id", b"request_async_id", "stop_on_unpublish", b"stop_on_unpublish", "track_sid", b"track_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["local_participant_handle", b"local_participant_handle", "request_async_id", b"request_async_id", "stop_on_unpublish", b"stop_on_unpublish", "track_sid", b"track_sid"]) -> None: ...
+
+global___UnpublishTrackRequest = UnpublishTrackRequest
+
+@typing.final
+class UnpublishTrackResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id"]) -> None: ...
+
+global___UnpublishTrackResponse = UnpublishTrackResponse
+
+@typing.final
+class UnpublishTrackCallback(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ASYNC_ID_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    async_id: builtins.int
+    error: builtins.str
+    def __init__(
+        self,
+        *,
+        async_id: builtins.int | None = ...,
+        error: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["async_id", b"async_id", "error", b"error"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["async_id", b"async_id", "error", b"error"]) -> None: ...
+
+global___UnpublishTrackCallback = UnpublishTrackCallback
+
+@typing.final
+class SetSubscribedRequest(google.protobuf.message.Message):
+    """Subscribes to (or unsubscribes from) a remote publication."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SUBSCRIBE_FIELD_NUMBER: builtins.int
+    PUBLICATION_HANDLE_FIELD_NUMBER: builtins.int
+    subscribe: builtins.bool
+    publication_handle: builtins.int
+    def __init__(
+        self,
+        *,
+        subscribe: builtins.bool | None = ...,
+        publication_handle: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["publication_handle", b"publication_handle", "subscribe", b"subscribe"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["publication_handle", b"publication_handle", "subscribe", b"subscribe"]) -> None: ...
+
+global___SetSubscribedRequest = SetSubscribedRequest
+
+@typing.final
+class SetSubscribedResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___SetSubscribedResponse = SetSubscribedResponse
+
+@typing.final
 class BufferInfo(google.protobuf.message.Message):
     """Received bytes live in the core until the buffer's handle is dropped."""
 
@@ -1166,6 +1486,197 @@ class ParticipantDisconnected(google.protobuf.message.Message):
 global___ParticipantDisconnected = ParticipantDisconnected
 
 @typing.final
+class LocalTrackPublished(google.protobuf.message.Message):
+    """Track events. A local publication is named by its sid (the client learned its
+    handle from PublishTrackCallback); a remote one arrives owned in TrackPublished,
+    and its track in TrackSubscribed.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TRACK_SID_FIELD_NUMBER: builtins.int
+    track_sid: builtins.str
+    def __init__(
+        self,
+        *,
+        track_sid: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["track_sid", b"track_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["track_sid", b"track_sid"]) -> None: ...
+
+global___LocalTrackPublished = LocalTrackPublished
+
+@typing.final
+class LocalTrackUnpublished(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PUBLICATION_SID_FIELD_NUMBER: builtins.int
+    publication_sid: builtins.str
+    def __init__(
+        self,
+        *,
+        publication_sid: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["publication_sid", b"publication_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["publication_sid", b"publication_sid"]) -> None: ...
+
+global___LocalTrackUnpublished = LocalTrackUnpublished
+
+@typing.final
+class LocalTrackSubscribed(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TRACK_SID_FIELD_NUMBER: builtins.int
+    track_sid: builtins.str
+    def __init__(
+        self,
+        *,
+        track_sid: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["track_sid", b"track_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["track_sid", b"track_sid"]) -> None: ...
+
+global___LocalTrackSubscribed = LocalTrackSubscribed
+
+@typing.final
+class TrackPublished(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    PUBLICATION_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    @property
+    def publication(self) -> track_pb2.OwnedTrackPublication: ...
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        publication: track_pb2.OwnedTrackPublication | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "publication", b"publication"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "publication", b"publication"]) -> None: ...
+
+global___TrackPublished = TrackPublished
+
+@typing.final
+class TrackUnpublished(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    PUBLICATION_SID_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    publication_sid: builtins.str
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        publication_sid: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "publication_sid", b"publication_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "publication_sid", b"publication_sid"]) -> None: ...
+
+global___TrackUnpublished = TrackUnpublished
+
+@typing.final
+class TrackSubscribed(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    TRACK_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    @property
+    def track(self) -> track_pb2.OwnedTrack: ...
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        track: track_pb2.OwnedTrack | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track", b"track"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track", b"track"]) -> None: ...
+
+global___TrackSubscribed = TrackSubscribed
+
+@typing.final
+class TrackUnsubscribed(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    TRACK_SID_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    track_sid: builtins.str
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        track_sid: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> None: ...
+
+global___TrackUnsubscribed = TrackUnsubscribed
+
+@typing.final
+class TrackSubscriptionFailed(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    TRACK_SID_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    track_sid: builtins.str
+    error: builtins.str
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        track_sid: builtins.str | None = ...,
+        error: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["error", b"error", "participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["error", b"error", "participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> None: ...
+
+global___TrackSubscriptionFailed = TrackSubscriptionFailed
+
+@typing.final
+class TrackMuted(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    TRACK_SID_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    track_sid: builtins.str
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        track_sid: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> None: ...
+
+global___TrackMuted = TrackMuted
+
+@typing.final
+class TrackUnmuted(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: builtins.int
+    TRACK_SID_FIELD_NUMBER: builtins.int
+    participant_identity: builtins.str
+    track_sid: builtins.str
+    def __init__(
+        self,
+        *,
+        participant_identity: builtins.str | None = ...,
+        track_sid: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["participant_identity", b"participant_identity", "track_sid", b"track_sid"]) -> None: ...
+
+global___TrackUnmuted = TrackUnmuted
+
+@typing.final
 class ActiveSpeakersChanged(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -1384,6 +1895,16 @@ class RoomEvent(google.protobuf.message.Message):
     ROOM_HANDLE_FIELD_NUMBER: builtins.int
     PARTICIPANT_CONNECTED_FIELD_NUMBER: builtins.int
     PARTICIPANT_DISCONNECTED_FIELD_NUMBER: builtins.int
+    LOCAL_TRACK_PUBLISHED_FIELD_NUMBER: builtins.int
+    LOCAL_TRACK_UNPUBLISHED_FIELD_NUMBER: builtins.int
+    LOCAL_TRACK_SUBSCRIBED_FIELD_NUMBER: builtins.int
+    TRACK_PUBLISHED_FIELD_NUMBER: builtins.int
+    TRACK_UNPUBLISHED_FIELD_NUMBER: builtins.int
+    TRACK_SUBSCRIBED_FIELD_NUMBER: builtins.int
+    TRACK_UNSUBSCRIBED_FIELD_NUMBER: builtins.int
+    TRACK_SUBSCRIPTION_FAILED_FIELD_NUMBER: builtins.int
+    TRACK_MUTED_FIELD_NUMBER: builtins.int
+    TRACK_UNMUTED_FIELD_NUMBER: builtins.int
     ACTIVE_SPEAKERS_CHANGED_FIELD_NUMBER: builtins.int
     ROOM_METADATA_CHANGED_FIELD_NUMBER: builtins.int
     ROOM_SID_CHANGED_FIELD_NUMBER: builtins.int
@@ -1412,6 +1933,26 @@ class RoomEvent(google.protobuf.message.Message):
     def participant_connected(self) -> global___ParticipantConnected: ...
     @property
     def participant_disconnected(self) -> global___ParticipantDisconnected: ...
+    @property
+    def local_track_published(self) -> global___LocalTrackPublished: ...
+    @property
+    def local_track_unpublished(self) -> global___LocalTrackUnpublished: ...
+    @property
+    def local_track_subscribed(self) -> global___LocalTrackSubscribed: ...
+    @property
+    def track_published(self) -> global___TrackPublished: ...
+    @property
+    def track_unpublished(self) -> global___TrackUnpublished: ...
+    @property
+    def track_subscribed(self) -> global___TrackSubscribed: ...
+    @property
+    def track_unsubscribed(self) -> global___TrackUnsubscribed: ...
+    @property
+    def track_subscription_failed(self) -> global___TrackSubscriptionFailed: ...
+    @property
+    def track_muted(self) -> global___TrackMuted: ...
+    @property
+    def track_unmuted(self) -> global___TrackUnmuted: ...
     @property
     def active_speakers_changed(self) -> global___ActiveSpeakersChanged: ...
     @property
@@ -1464,6 +2005,16 @@ class RoomEvent(google.protobuf.message.Message):
         room_handle: builtins.int | None = ...,
         participant_connected: global___ParticipantConnected | None = ...,
         participant_disconnected: global___ParticipantDisconnected | None = ...,
+        local_track_published: global___LocalTrackPublished | None = ...,
+        local_track_unpublished: global___LocalTrackUnpublished | None = ...,
+        local_track_subscribed: global___LocalTrackSubscribed | None = ...,
+        track_published: global___TrackPublished | None = ...,
+        track_unpublished: global___TrackUnpublished | None = ...,
+        track_subscribed: global___TrackSubscribed | None = ...,
+        track_unsubscribed: global___TrackUnsubscribed | None = ...,
+        track_subscription_failed: global___TrackSubscriptionFailed | None = ...,
+        track_muted: global___TrackMuted | None = ...,
+        track_unmuted: global___TrackUnmuted | None = ...,
         active_speakers_changed: global___ActiveSpeakersChanged | None = ...,
         room_metadata_changed: global___RoomMetadataChanged | None = ...,
         room_sid_changed: global___RoomSidChanged | None = ...,
@@ -1488,9 +2039,9 @@ class RoomEvent(google.protobuf.message.Message):
         participant_permission_changed: global___ParticipantPermissionChanged | None = ...,
         participant_active: global___ParticipantActive | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "chat_message", b"chat_message", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "moved", b"moved", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "chat_message", b"chat_message", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "message", b"message", "moved", b"moved", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "transcription_received", b"transcription_received"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "transcription_received", "chat_message", "room_updated", "moved", "participants_updated", "token_refreshed", "byte_stream_opened", "text_stream_opened", "participant_permission_changed", "participant_active"] | None: ...
+    def HasField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "chat_message", b"chat_message", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "local_track_published", b"local_track_published", "local_track_subscribed", b"local_track_subscribed", "local_track_unpublished", b"local_track_unpublished", "message", b"message", "moved", b"moved", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "track_muted", b"track_muted", "track_published", b"track_published", "track_subscribed", b"track_subscribed", "track_subscription_failed", b"track_subscription_failed", "track_unmuted", b"track_unmuted", "track_unpublished", b"track_unpublished", "track_unsubscribed", b"track_unsubscribed", "transcription_received", b"transcription_received"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["active_speakers_changed", b"active_speakers_changed", "byte_stream_opened", b"byte_stream_opened", "chat_message", b"chat_message", "connection_quality_changed", b"connection_quality_changed", "connection_state_changed", b"connection_state_changed", "data_packet_received", b"data_packet_received", "disconnected", b"disconnected", "eos", b"eos", "local_track_published", b"local_track_published", "local_track_subscribed", b"local_track_subscribed", "local_track_unpublished", b"local_track_unpublished", "message", b"message", "moved", b"moved", "participant_active", b"participant_active", "participant_attributes_changed", b"participant_attributes_changed", "participant_connected", b"participant_connected", "participant_disconnected", b"participant_disconnected", "participant_metadata_changed", b"participant_metadata_changed", "participant_name_changed", b"participant_name_changed", "participant_permission_changed", b"participant_permission_changed", "participants_updated", b"participants_updated", "reconnected", b"reconnected", "reconnecting", b"reconnecting", "room_handle", b"room_handle", "room_metadata_changed", b"room_metadata_changed", "room_sid_changed", b"room_sid_changed", "room_updated", b"room_updated", "text_stream_opened", b"text_stream_opened", "token_refreshed", b"token_refreshed", "track_muted", b"track_muted", "track_published", b"track_published", "track_subscribed", b"track_subscribed", "track_subscription_failed", b"track_subscription_failed", "track_unmuted", b"track_unmuted", "track_unpublished", b"track_unpublished", "track_unsubscribed", b"track_unsubscribed", "transcription_received", b"transcription_received"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["participant_connected", "participant_disconnected", "local_track_published", "local_track_unpublished", "local_track_subscribed", "track_published", "track_unpublished", "track_subscribed", "track_unsubscribed", "track_subscription_failed", "track_muted", "track_unmuted", "active_speakers_changed", "room_metadata_changed", "room_sid_changed", "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed", "connection_quality_changed", "connection_state_changed", "disconnected", "reconnecting", "reconnected", "eos", "data_packet_received", "transcription_received", "chat_message", "room_updated", "moved", "participants_updated", "token_refreshed", "byte_stream_opened", "text_stream_opened", "participant_permission_changed", "participant_active"] | None: ...
 
 global___RoomEvent = RoomEvent
 

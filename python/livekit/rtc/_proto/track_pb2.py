@@ -15,27 +15,53 @@ _sym_db = _symbol_database.Default()
 from . import handle_pb2 as handle__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btrack.proto\x12\rlivekit.proto\x1a\x0chandle.proto\"\xa3\x02\n\x14TrackPublicationInfo\x12\x0b\n\x03sid\x18\x01 \x02(\t\x12\x0c\n\x04name\x18\x02 \x02(\t\x12&\n\x04kind\x18\x03 \x02(\x0e\x32\x18.livekit.proto.TrackKind\x12*\n\x06source\x18\x04 \x02(\x0e\x32\x1a.livekit.proto.TrackSource\x12\x13\n\x0bsimulcasted\x18\x05 \x02(\x08\x12\r\n\x05width\x18\x06 \x02(\r\x12\x0e\n\x06height\x18\x07 \x02(\r\x12\x11\n\tmime_type\x18\x08 \x02(\t\x12\r\n\x05muted\x18\t \x02(\x08\x12\x0e\n\x06remote\x18\n \x02(\x08\x12\x36\n\x0f\x65ncryption_type\x18\x0b \x02(\x0e\x32\x1d.livekit.proto.EncryptionType\"y\n\x15OwnedTrackPublication\x12-\n\x06handle\x18\x01 \x02(\x0b\x32\x1d.livekit.proto.FfiOwnedHandle\x12\x31\n\x04info\x18\x02 \x02(\x0b\x32#.livekit.proto.TrackPublicationInfo\"i\n\x1aParticipantTrackPermission\x12\x1c\n\x14participant_identity\x18\x01 \x02(\t\x12\x11\n\tallow_all\x18\x02 \x01(\x08\x12\x1a\n\x12\x61llowed_track_sids\x18\x03 \x03(\t\"\xac\x01\n&SetTrackSubscriptionPermissionsRequest\x12 \n\x18local_participant_handle\x18\x01 \x02(\x04\x12 \n\x18\x61ll_participants_allowed\x18\x02 \x02(\x08\x12>\n\x0bpermissions\x18\x03 \x03(\x0b\x32).livekit.proto.ParticipantTrackPermission\")\n\'SetTrackSubscriptionPermissionsResponse*=\n\tTrackKind\x12\x10\n\x0cKIND_UNKNOWN\x10\x00\x12\x0e\n\nKIND_AUDIO\x10\x01\x12\x0e\n\nKIND_VIDEO\x10\x02*\x81\x01\n\x0bTrackSource\x12\x12\n\x0eSOURCE_UNKNOWN\x10\x00\x12\x11\n\rSOURCE_CAMERA\x10\x01\x12\x15\n\x11SOURCE_MICROPHONE\x10\x02\x12\x16\n\x12SOURCE_SCREENSHARE\x10\x03\x12\x1c\n\x18SOURCE_SCREENSHARE_AUDIO\x10\x04*/\n\x0e\x45ncryptionType\x12\x08\n\x04NONE\x10\x00\x12\x07\n\x03GCM\x10\x01\x12\n\n\x06\x43USTOM\x10\x02')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btrack.proto\x12\rlivekit.proto\x1a\x0chandle.proto\"\xa3\x03\n\x14TrackPublicationInfo\x12\x0b\n\x03sid\x18\x01 \x02(\t\x12\x0c\n\x04name\x18\x02 \x02(\t\x12&\n\x04kind\x18\x03 \x02(\x0e\x32\x18.livekit.proto.TrackKind\x12*\n\x06source\x18\x04 \x02(\x0e\x32\x1a.livekit.proto.TrackSource\x12\x13\n\x0bsimulcasted\x18\x05 \x02(\x08\x12\r\n\x05width\x18\x06 \x02(\r\x12\x0e\n\x06height\x18\x07 \x02(\r\x12\x11\n\tmime_type\x18\x08 \x02(\t\x12\r\n\x05muted\x18\t \x02(\x08\x12\x0e\n\x06remote\x18\n \x02(\x08\x12\x36\n\x0f\x65ncryption_type\x18\x0b \x02(\x0e\x32\x1d.livekit.proto.EncryptionType\x12\x38\n\x0e\x61udio_features\x18\x0c \x03(\x0e\x32 .livekit.proto.AudioTrackFeature\x12\x44\n\x17\x66rame_metadata_features\x18\r \x03(\x0e\x32#.livekit.proto.FrameMetadataFeature\"y\n\x15OwnedTrackPublication\x12-\n\x06handle\x18\x01 \x02(\x0b\x32\x1d.livekit.proto.FfiOwnedHandle\x12\x31\n\x04info\x18\x02 \x02(\x0b\x32#.livekit.proto.TrackPublicationInfo\"\x9f\x01\n\tTrackInfo\x12\x0b\n\x03sid\x18\x01 \x02(\t\x12\x0c\n\x04name\x18\x02 \x02(\t\x12&\n\x04kind\x18\x03 \x02(\x0e\x32\x18.livekit.proto.TrackKind\x12\x30\n\x0cstream_state\x18\x04 \x02(\x0e\x32\x1a.livekit.proto.StreamState\x12\r\n\x05muted\x18\x05 \x02(\x08\x12\x0e\n\x06remote\x18\x06 \x02(\x08\"c\n\nOwnedTrack\x12-\n\x06handle\x18\x01 \x02(\x0b\x32\x1d.livekit.proto.FfiOwnedHandle\x12&\n\x04info\x18\x02 \x02(\x0b\x32\x18.livekit.proto.TrackInfo\">\n\x17\x43reateAudioTrackRequest\x12\x0c\n\x04name\x18\x01 \x02(\t\x12\x15\n\rsource_handle\x18\x02 \x02(\x04\"D\n\x18\x43reateAudioTrackResponse\x12(\n\x05track\x18\x01 \x02(\x0b\x32\x19.livekit.proto.OwnedTrack\";\n\x15LocalTrackMuteRequest\x12\x14\n\x0ctrack_handle\x18\x01 \x02(\x04\x12\x0c\n\x04mute\x18\x02 \x02(\x08\"\'\n\x16LocalTrackMuteResponse\x12\r\n\x05muted\x18\x01 \x02(\x08\"A\n\x18\x45nableRemoteTrackRequest\x12\x14\n\x0ctrack_handle\x18\x01 \x02(\x04\x12\x0f\n\x07\x65nabled\x18\x02 \x02(\x08\",\n\x19\x45nableRemoteTrackResponse\x12\x0f\n\x07\x65nabled\x18\x01 \x02(\x08\"X\n#EnableRemoteTrackPublicationRequest\x12 \n\x18track_publication_handle\x18\x01 \x02(\x04\x12\x0f\n\x07\x65nabled\x18\x02 \x02(\x08\"&\n$EnableRemoteTrackPublicationResponse\"i\n\x1aParticipantTrackPermission\x12\x1c\n\x14participant_identity\x18\x01 \x02(\t\x12\x11\n\tallow_all\x18\x02 \x01(\x08\x12\x1a\n\x12\x61llowed_track_sids\x18\x03 \x03(\t\"\xac\x01\n&SetTrackSubscriptionPermissionsRequest\x12 \n\x18local_participant_handle\x18\x01 \x02(\x04\x12 \n\x18\x61ll_participants_allowed\x18\x02 \x02(\x08\x12>\n\x0bpermissions\x18\x03 \x03(\x0b\x32).livekit.proto.ParticipantTrackPermission\")\n\'SetTrackSubscriptionPermissionsResponse*=\n\tTrackKind\x12\x10\n\x0cKIND_UNKNOWN\x10\x00\x12\x0e\n\nKIND_AUDIO\x10\x01\x12\x0e\n\nKIND_VIDEO\x10\x02*\x81\x01\n\x0bTrackSource\x12\x12\n\x0eSOURCE_UNKNOWN\x10\x00\x12\x11\n\rSOURCE_CAMERA\x10\x01\x12\x15\n\x11SOURCE_MICROPHONE\x10\x02\x12\x16\n\x12SOURCE_SCREENSHARE\x10\x03\x12\x1c\n\x18SOURCE_SCREENSHARE_AUDIO\x10\x04*D\n\x0bStreamState\x12\x11\n\rSTATE_UNKNOWN\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x10\n\x0cSTATE_PAUSED\x10\x02*\xbd\x01\n\x11\x41udioTrackFeature\x12\r\n\tTF_STEREO\x10\x00\x12\r\n\tTF_NO_DTX\x10\x01\x12\x18\n\x14TF_AUTO_GAIN_CONTROL\x10\x02\x12\x18\n\x14TF_ECHO_CANCELLATION\x10\x03\x12\x18\n\x14TF_NOISE_SUPPRESSION\x10\x04\x12\"\n\x1eTF_ENHANCED_NOISE_CANCELLATION\x10\x05\x12\x18\n\x14TF_PRECONNECT_BUFFER\x10\x06*S\n\x14\x46rameMetadataFeature\x12\x16\n\x12\x46MF_USER_TIMESTAMP\x10\x00\x12\x10\n\x0c\x46MF_FRAME_ID\x10\x01\x12\x11\n\rFMF_USER_DATA\x10\x02*/\n\x0e\x45ncryptionType\x12\x08\n\x04NONE\x10\x00\x12\x07\n\x03GCM\x10\x01\x12\n\n\x06\x43USTOM\x10\x02')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'track_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_TRACKKIND']._serialized_start=786
-  _globals['_TRACKKIND']._serialized_end=847
-  _globals['_TRACKSOURCE']._serialized_start=850
-  _globals['_TRACKSOURCE']._serialized_end=979
-  _globals['_ENCRYPTIONTYPE']._serialized_start=981
-  _globals['_ENCRYPTIONTYPE']._serialized_end=1028
+  _globals['_TRACKKIND']._serialized_start=1656
+  _globals['_TRACKKIND']._serialized_end=1717
+  _globals['_TRACKSOURCE']._serialized_start=1720
+  _globals['_TRACKSOURCE']._serialized_end=1849
+  _globals['_STREAMSTATE']._serialized_start=1851
+  _globals['_STREAMSTATE']._serialized_end=1919
+  _globals['_AUDIOTRACKFEATURE']._serialized_start=1922
+  _globals['_AUDIOTRACKFEATURE']._serialized_end=2111
+  _globals['_FRAMEMETADATAFEATURE']._serialized_start=2113
+  _globals['_FRAMEMETADATAFEATURE']._serialized_end=2196
+  _globals['_ENCRYPTIONTYPE']._serialized_start=2198
+  _globals['_ENCRYPTIONTYPE']._serialized_end=2245
   _globals['_TRACKPUBLICATIONINFO']._serialized_start=45
-  _globals['_TRACKPUBLICATIONINFO']._serialized_end=336
-  _globals['_OWNEDTRACKPUBLICATION']._serialized_start=338
-  _globals['_OWNEDTRACKPUBLICATION']._serialized_end=459
-  _globals['_PARTICIPANTTRACKPERMISSION']._serialized_start=461
-  _globals['_PARTICIPANTTRACKPERMISSION']._serialized_end=566
-  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSREQUEST']._serialized_start=569
-  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSREQUEST']._serialized_end=741
-  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSRESPONSE']._serialized_start=743
-  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSRESPONSE']._serialized_end=784
+  _globals['_TRACKPUBLICATIONINFO']._serialized_end=464
+  _globals['_OWNEDTRACKPUBLICATION']._serialized_start=466
+  _globals['_OWNEDTRACKPUBLICATION']._serialized_end=587
+  _globals['_TRACKINFO']._serialized_start=590
+  _globals['_TRACKINFO']._serialized_end=749
+  _globals['_OWNEDTRACK']._serialized_start=751
+  _globals['_OWNEDTRACK']._serialized_end=850
+  _globals['_CREATEAUDIOTRACKREQUEST']._serialized_start=852
+  _globals['_CREATEAUDIOTRACKREQUEST']._serialized_end=914
+  _globals['_CREATEAUDIOTRACKRESPONSE']._serialized_start=916
+  _globals['_CREATEAUDIOTRACKRESPONSE']._serialized_end=984
+  _globals['_LOCALTRACKMUTEREQUEST']._serialized_start=986
+  _globals['_LOCALTRACKMUTEREQUEST']._serialized_end=1045
+  _globals['_LOCALTRACKMUTERESPONSE']._serialized_start=1047
+  _globals['_LOCALTRACKMUTERESPONSE']._serialized_end=1086
+  _globals['_ENABLEREMOTETRACKREQUEST']._serialized_start=1088
+  _globals['_ENABLEREMOTETRACKREQUEST']._serialized_end=1153
+  _globals['_ENABLEREMOTETRACKRESPONSE']._serialized_start=1155
+  _globals['_ENABLEREMOTETRACKRESPONSE']._serialized_end=1199
+  _globals['_ENABLEREMOTETRACKPUBLICATIONREQUEST']._serialized_start=1201
+  _globals['_ENABLEREMOTETRACKPUBLICATIONREQUEST']._serialized_end=1289
+  _globals['_ENABLEREMOTETRACKPUBLICATIONRESPONSE']._serialized_start=1291
+  _globals['_ENABLEREMOTETRACKPUBLICATIONRESPONSE']._serialized_end=1329
+  _globals['_PARTICIPANTTRACKPERMISSION']._serialized_start=1331
+  _globals['_PARTICIPANTTRACKPERMISSION']._serialized_end=1436
+  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSREQUEST']._serialized_start=1439
+  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSREQUEST']._serialized_end=1611
+  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSRESPONSE']._serialized_start=1613
+  _globals['_SETTRACKSUBSCRIPTIONPERMISSIONSRESPONSE']._serialized_end=1654
 # @@protoc_insertion_point(module_scope)
