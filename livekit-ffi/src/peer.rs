@@ -508,7 +508,8 @@ impl Driver {
 
     /// A remote audio media appeared or changed direction (subscriber side).
     async fn audio_changed(&mut self, mid: Mid, direction: Direction) {
-        if self.sending.values().any(|m| *m == Some(mid)) {
+        // Our own media (publisher) are not tracks we receive.
+        if self.role != PeerRole::Subscriber {
             return;
         }
         let track_id = self
@@ -518,6 +519,10 @@ impl Driver {
             .unwrap_or_default();
         // The server's direction is the reverse of ours: it sends, we receive.
         let sending = direction.is_receiving();
+        log::debug!(
+            "{:?}: audio media {mid} ({track_id}) is {direction:?}",
+            self.role
+        );
         if !sending {
             self.receiving.remove(&mid);
         }

@@ -305,3 +305,123 @@ async fn rpc_and_streams_between_our_core_and_the_official_one() {
         assert_eq!(callee["bytes_info"][2], 3_000_000, "{ctx}");
     }
 }
+
+/// An official publisher's tone reaches a subscriber on our core, and our tone
+/// reaches an official subscriber: both hear 440 Hz at the level sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_both_ways_with_the_official_sdk() {
+    common::init_logs();
+    let python = official_python();
+    let server = Server::start();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/audio_peer.py");
+    let (room, mut rx) = server.join("audio-interop", "ours").await;
+
+    // Theirs to ours.
+    let mut publisher = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args([
+            "publish",
+            &server.url(),
+            &server.token("audio-interop", "theirs"),
+            "ours",
+        ])
+        .args(["--freq", "440", "--amplitude", "0.25", "--timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the official publisher");
+    let track = wait_for(&mut rx, Duration::from_secs(30), |e| match e {
+        RoomEvent::TrackSubscribed {
+            identity, track, ..
+        } if identity == "theirs" => Some(track.clone()),
+        _ => None,
+    })
+    .await;
+    let mut frames = track.listen();
+    let mut heard: Vec<f64> = vec![];
+    let mut audible = false;
+    while heard.len() < 48_000 {
+        let f = tokio::time::timeout(Duration::from_secs(10), frames.recv())
+            .await
+            .expect("frames from the official publisher")
+            .expect("still subscribed");
+        let mono: Vec<f64> = f
+            .samples
+            .chunks_exact(f.channels)
+            .map(|c| f64::from(c[0]))
+            .collect();
+        let level = (mono.iter().map(|x| x * x).sum::<f64>() / mono.len() as f64).sqrt();
+        audible |= level > 1000.0;
+        if audible {
+            heard.extend(mono);
+        }
+    }
+    let heard = &heard[9600..];
+    let goertzel = |freq: f64| {
+        let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 48_000.0).cos();
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for x in heard {
+            let s = x + k * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        s1 * s1 + s2 * s2 - k * s1 * s2
+    };
+    assert!(
+        goertzel(440.0) > 100.0 * goertzel(1000.0),
+        "440 Hz dominates"
+    );
+    let rms = (heard.iter().map(|x| x * x).sum::<f64>() / heard.len() as f64).sqrt() / 32768.0;
+    // A 0.25 full-scale sine has an RMS of 0.177.
+    assert!((0.12..0.24).contains(&rms), "level {rms}");
+    let _ = publisher.kill().await;
+
+    // Ours to theirs.
+    let source = livekit_ffi::audio::AudioSource::new(48_000, 1, 100).unwrap();
+    let local = livekit_ffi::audio::LocalAudioTrack::new("tone", source.clone());
+    let player = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let chunk: Vec<i16> = (0..480)
+                .map(|i| {
+                    let t = (n + i) as f64 / 48_000.0;
+                    ((2.0 * std::f64::consts::PI * 440.0 * t).sin() * 16384.0) as i16
+                })
+                .collect();
+            n += 480;
+            if source.capture(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    room.publish_audio(&local, livekit_ffi::PublishOptions::default())
+        .await
+        .expect("published");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args([
+            "receive",
+            &server.url(),
+            &server.token("audio-interop", "theirs2"),
+            "ours",
+        ])
+        .args(["--seconds", "1", "--timeout", "40"])
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run the official receiver");
+    player.abort();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let audio: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "audio")
+        .unwrap_or_else(|| panic!("no audio heard by the official SDK:\n{text}"));
+    let freq = audio["freq"].as_f64().unwrap();
+    let rms = audio["rms"].as_f64().unwrap();
+    assert!((430.0..450.0).contains(&freq), "{audio}");
+    // Sent at half scale: RMS 0.354.
+    assert!((0.25..0.45).contains(&rms), "{audio}");
+    room.disconnect().await;
+}

@@ -86,6 +86,12 @@ fn handle_count() -> usize {
     FfiServer::global().handle_count()
 }
 
+/// The type of every live handle, by id (for leak reports).
+#[pyfunction]
+fn handle_kinds() -> Vec<(u64, &'static str)> {
+    FfiServer::global().handle_kinds()
+}
+
 /// Events waiting for Python: (events, bytes, delivered so far, dropped so far).
 #[pyfunction]
 fn delivery_stats() -> (usize, usize, u64, u64) {
@@ -100,6 +106,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(drop_handle, m)?)?;
     m.add_function(wrap_pyfunction!(dispose, m)?)?;
     m.add_function(wrap_pyfunction!(handle_count, m)?)?;
+    m.add_function(wrap_pyfunction!(handle_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(delivery_stats, m)?)?;
     m.add("FfiError", m.py().get_type::<FfiError>())?;
     Ok(())

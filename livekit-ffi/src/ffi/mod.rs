@@ -65,7 +65,23 @@ pub type FfiResult<T> = Result<T, FfiError>;
 /// Where events go: called from the delivery thread, one serialized `FfiEvent` each.
 pub type EventSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
-type Handle = Box<dyn Any + Send + Sync>;
+/// A native object a client holds, with its type's name (for leak reports).
+struct Handle {
+    value: Box<dyn Any + Send + Sync>,
+    kind: &'static str,
+}
+
+impl Handle {
+    fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Self {
+            value: Box::new(value),
+            kind: std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("?"),
+        }
+    }
+}
 
 pub struct FfiServer {
     runtime: tokio::runtime::Runtime,
@@ -123,14 +139,14 @@ impl FfiServer {
 
     pub(crate) fn insert_handle<T: Any + Send + Sync>(&self, value: T) -> u64 {
         let id = self.next_id();
-        self.handles.lock().insert(id, Box::new(value));
+        self.handles.lock().insert(id, Handle::new(value));
         id
     }
 
     /// Stores `value` under an id taken with [`FfiServer::next_id`] beforehand (for
     /// objects whose work must know their own handle).
     pub(crate) fn insert_handle_as<T: Any + Send + Sync>(&self, id: u64, value: T) {
-        self.handles.lock().insert(id, Box::new(value));
+        self.handles.lock().insert(id, Handle::new(value));
     }
 
     /// Runs `f` on the handle `id` of type `T`.
@@ -142,6 +158,7 @@ impl FfiServer {
         let handles = self.handles.lock();
         let h = handles.get(&id).ok_or(FfiError::UnknownHandle(id))?;
         let t = h
+            .value
             .downcast_ref::<T>()
             .ok_or(FfiError::WrongHandle(id, std::any::type_name::<T>()))?;
         Ok(f(t))
@@ -153,13 +170,14 @@ impl FfiServer {
         let mut handles = self.handles.lock();
         match handles.get(&id) {
             None => return Err(FfiError::UnknownHandle(id)),
-            Some(h) if !h.is::<T>() => {
+            Some(h) if !h.value.is::<T>() => {
                 return Err(FfiError::WrongHandle(id, std::any::type_name::<T>()))
             }
             Some(_) => {}
         }
         let h = handles.remove(&id).ok_or(FfiError::UnknownHandle(id))?;
-        h.downcast::<T>()
+        h.value
+            .downcast::<T>()
             .map_err(|_| FfiError::WrongHandle(id, std::any::type_name::<T>()))
     }
 
@@ -171,6 +189,18 @@ impl FfiServer {
 
     pub fn handle_count(&self) -> usize {
         self.handles.lock().len()
+    }
+
+    /// The type of every live handle, by id (for leak reports).
+    pub fn handle_kinds(&self) -> Vec<(u64, &'static str)> {
+        let mut kinds: Vec<_> = self
+            .handles
+            .lock()
+            .iter()
+            .map(|(id, h)| (*id, h.kind))
+            .collect();
+        kinds.sort_unstable();
+        kinds
     }
 
     /// Bounds the bytes of undelivered events (see [`DEFAULT_QUEUE_BYTES`]).
@@ -399,7 +429,7 @@ impl FfiServer {
         let handles: Vec<_> = self.handles.lock().drain().collect();
         let rooms: Vec<_> = handles
             .iter()
-            .filter_map(|(_, h)| room::room_of(h))
+            .filter_map(|(_, h)| room::room_of(&*h.value))
             .collect();
         drop(handles);
         let leave_all = async move {

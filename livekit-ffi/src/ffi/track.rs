@@ -6,6 +6,7 @@
 //! channels and frame length the client asked for and queues them as droppable
 //! events: a client that stops reading loses frames, the core keeps no backlog.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,15 +41,32 @@ pub(crate) struct FfiPublication {
     sid: String,
 }
 
-/// An audio stream handle; dropping it ends the stream.
+/// An audio stream handle; dropping it ends the stream (with its `eos`, which
+/// clients wait for when they close a stream).
 pub(crate) struct FfiAudioStream {
+    handle: u64,
     task: tokio::task::AbortHandle,
+    ended: Arc<AtomicBool>,
 }
 
 impl Drop for FfiAudioStream {
     fn drop(&mut self) {
         self.task.abort();
+        end_stream(FfiServer::global(), self.handle, &self.ended);
     }
+}
+
+/// Sends a stream's `eos`, once.
+fn end_stream(server: &FfiServer, handle: u64, ended: &AtomicBool) {
+    if ended.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    server.send_event(Ev::AudioStreamEvent(proto::AudioStreamEvent {
+        stream_handle: handle,
+        message: Some(proto::audio_stream_event::Message::Eos(
+            proto::AudioStreamEos {},
+        )),
+    }));
 }
 
 fn kind(t: &crate::proto::TrackInfo) -> proto::TrackKind {
@@ -366,11 +384,14 @@ fn start_stream(
     format: Format,
 ) -> proto::OwnedAudioStream {
     let handle = server.next_id();
-    let task = tokio::spawn(stream(server, handle, follow, format));
+    let ended = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(stream(server, handle, follow, format, ended.clone()));
     server.insert_handle_as(
         handle,
         FfiAudioStream {
+            handle,
             task: task.abort_handle(),
+            ended,
         },
     );
     proto::OwnedAudioStream {
@@ -471,7 +492,13 @@ impl Converter {
     }
 }
 
-async fn stream(server: &'static FfiServer, handle: u64, follow: Follow, format: Format) {
+async fn stream(
+    server: &'static FfiServer,
+    handle: u64,
+    follow: Follow,
+    format: Format,
+    ended: Arc<AtomicBool>,
+) {
     let mut conv = Converter::new(format);
     let mut frames = Vec::new();
     loop {
@@ -516,10 +543,5 @@ async fn stream(server: &'static FfiServer, handle: u64, follow: Follow, format:
             break;
         }
     }
-    server.send_event(Ev::AudioStreamEvent(proto::AudioStreamEvent {
-        stream_handle: handle,
-        message: Some(proto::audio_stream_event::Message::Eos(
-            proto::AudioStreamEos {},
-        )),
-    }));
+    end_stream(server, handle, &ended);
 }

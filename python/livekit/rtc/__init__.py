@@ -4,8 +4,9 @@ How the pieces fit: the Rust core (`_native`, built from livekit-ffi) does the
 signaling, WebRTC and data channels and speaks protobuf messages (`_proto`).
 `_ffi_client` sends its requests and routes its events, from the core's threads, to
 the one room or waiter each belongs to, on that room's asyncio loop. `Room`,
-`LocalParticipant` and `RemoteParticipant` rebuild the official SDK's API on top, and
-release their native handles deterministically (`async with Room() as room`).
+`LocalParticipant` and `RemoteParticipant` rebuild the official SDK's API on top, with
+audio tracks (`LocalAudioTrack` fed by an `AudioSource`, `AudioStream` to receive),
+and release their native handles deterministically (`async with Room() as room`).
 """
 
 from ._proto.participant_pb2 import (
@@ -21,23 +22,51 @@ from ._proto.room_pb2 import (
     FailureReason,
     IceServer,
     IceTransportType,
+    TrackPublishOptions,
+    VideoCodec,
+    VideoEncoderBackend,
+    VideoEncoding,
 )
-from ._proto.track_pb2 import ParticipantTrackPermission, TrackKind, TrackSource
+from ._proto.track_pb2 import (
+    EncryptionType,
+    FrameMetadataFeature,
+    ParticipantTrackPermission,
+    StreamState,
+    TrackKind,
+    TrackSource,
+)
 from .audio_frame import AudioFrame
 from .audio_mixer import AudioMixer
 from .audio_source import AudioSource
 from .audio_resampler import AudioResampler, AudioResamplerQuality
+from .audio_stream import AudioFrameEvent, AudioStream, NoiseCancellationOptions
 from .event_emitter import EventEmitter
+from .frame_processor import FrameProcessor
 from .participant import (
     ConnectionQuality,
+    DegradationPreference,
     LocalParticipant,
     Participant,
     ParticipantUpdateError,
     PublishDataError,
     PublishDTMFError,
+    PublishTrackError,
     PublishTranscriptionError,
     RemoteParticipant,
+    UnpublishTrackError,
 )
+from .track import (
+    AudioTrack,
+    LocalAudioTrack,
+    LocalTrack,
+    LocalVideoTrack,
+    RemoteAudioTrack,
+    RemoteTrack,
+    RemoteVideoTrack,
+    Track,
+    VideoTrack,
+)
+from .track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from .transcription import Transcription, TranscriptionSegment
 from .rpc import RpcCallInfo, RpcError, RpcInterceptor, RpcInvocationData
 from .data_stream import (
@@ -63,6 +92,32 @@ from .version import __version__
 
 __all__ = [
     "AudioFrame",
+    "AudioFrameEvent",
+    "AudioStream",
+    "AudioTrack",
+    "DegradationPreference",
+    "EncryptionType",
+    "FrameMetadataFeature",
+    "FrameProcessor",
+    "LocalAudioTrack",
+    "LocalTrack",
+    "LocalTrackPublication",
+    "LocalVideoTrack",
+    "NoiseCancellationOptions",
+    "PublishTrackError",
+    "RemoteAudioTrack",
+    "RemoteTrack",
+    "RemoteTrackPublication",
+    "RemoteVideoTrack",
+    "StreamState",
+    "Track",
+    "TrackPublication",
+    "TrackPublishOptions",
+    "UnpublishTrackError",
+    "VideoCodec",
+    "VideoEncoderBackend",
+    "VideoEncoding",
+    "VideoTrack",
     "AudioMixer",
     "AudioSource",
     "AudioResampler",

@@ -8,7 +8,10 @@ exactly one event loop with `call_soon_threadsafe`:
 * a callback carrying an `async_id` goes to the waiter registered for that id;
 * a room event goes to the room registered for its `room_handle`;
 * an event keyed by another handle (an RPC invocation for a local participant, the
-  chunks of a stream reader) goes to the route registered for that handle.
+  chunks of a stream reader, the frames of an audio stream) goes to the route
+  registered for that handle. Audio stream events that arrive before their route
+  (the core may emit them while the request that created the stream returns) are
+  held, boundedly, and handed over when the route is added.
 
 Every event is delivered to one consumer, never broadcast to all rooms. An event that
 nobody can take any more (its room was closed, its waiter gave up, its loop is closed)
@@ -46,7 +49,11 @@ _KEYED_EVENTS = {
     "rpc_method_invocation": "local_participant_handle",
     "text_stream_reader_event": "reader_handle",
     "byte_stream_reader_event": "reader_handle",
+    "audio_stream_event": "stream_handle",
 }
+
+# Keyed events held while their route is not registered yet (see the module doc).
+_HELD_KINDS = frozenset({"audio_stream_event"})
 
 _LOG_LEVELS = {
     proto_ffi.LOG_ERROR: logging.ERROR,
@@ -94,6 +101,10 @@ def owned_handles(event: proto_ffi.FfiEvent) -> List[int]:
         return ids
     if which == "room_event":
         return room_event_handles(event.room_event)
+    if which == "publish_track" and event.publish_track.HasField("publication"):
+        return [event.publish_track.publication.handle.id]
+    if which == "audio_stream_event" and event.audio_stream_event.HasField("frame_received"):
+        return [event.audio_stream_event.frame_received.frame.handle.id]
     return []
 
 
@@ -110,15 +121,26 @@ def room_event_handles(event: Any) -> List[int]:
         return [event.text_stream_opened.reader.handle.id]
     if which == "byte_stream_opened":
         return [event.byte_stream_opened.reader.handle.id]
+    if which == "track_published":
+        return [event.track_published.publication.handle.id]
+    if which == "track_subscribed":
+        return [event.track_subscribed.track.handle.id]
     return []
 
 
 def _resolve(
     fut: "asyncio.Future[proto_ffi.FfiEvent]",
     on_late: Optional[EventHandler],
+    on_result: Optional[EventHandler],
     event: proto_ffi.FfiEvent,
 ) -> None:
     if not fut.done():
+        if on_result is not None:
+            try:
+                on_result(event)
+            except BaseException as e:
+                fut.set_exception(e)
+                return
         fut.set_result(event)
     elif on_late is not None:
         # The caller stopped waiting; whatever the event owns is theirs to release.
@@ -154,6 +176,9 @@ class FfiClient:
         self._early: Dict[int, List[proto_ffi.FfiEvent]] = {}
         self._early_count = 0
         self._closed_rooms: Dict[int, None] = {}
+        self._held: Dict[Tuple[str, int], List[proto_ffi.FfiEvent]] = {}
+        self._held_count = 0
+        self._ended_routes: Dict[Tuple[str, int], None] = {}
         self._doomed: List[int] = []
         self._janitor: Optional[threading.Thread] = None
         native.initialize(self._on_event, True, "python", __version__)
@@ -183,6 +208,7 @@ class FfiClient:
         *,
         room_sink: Optional[EventHandler] = None,
         on_late: Optional[EventHandler] = None,
+        on_result: Optional[EventHandler] = None,
     ) -> proto_ffi.FfiEvent:
         """Sends an async request and waits for its callback.
 
@@ -192,7 +218,10 @@ class FfiClient:
         thread, before any of that room's events can be handed out). If the caller is
         cancelled, the core is told to abandon the work; a callback that had already
         reached this loop is passed to `on_late`, and one still in the core is dropped
-        as an orphan (its handles released).
+        as an orphan (its handles released). `on_result` runs on the loop the moment
+        the callback arrives, before any event the core sent after it is handled
+        (the caller itself resumes later): the place to record what later events
+        refer to, such as a new publication.
         """
         loop = asyncio.get_running_loop()
         which = req.WhichOneof("message")
@@ -202,7 +231,7 @@ class FfiClient:
         fut: asyncio.Future[proto_ffi.FfiEvent] = loop.create_future()
         with self._lock:
             self._waiters[async_id] = _Waiter(
-                loop, functools.partial(_resolve, fut, on_late), room_sink
+                loop, functools.partial(_resolve, fut, on_late, on_result), room_sink
             )
         try:
             self.request(req)
@@ -260,15 +289,31 @@ class FfiClient:
         self, kind: str, handle: int, loop: asyncio.AbstractEventLoop, handler: EventHandler
     ) -> None:
         """Routes the `kind` events (see `_KEYED_EVENTS`) of one native object to
-        `handler`, called on `loop`. Register before the core can emit them."""
+        `handler`, called on `loop`. Register before the core can emit them (audio
+        stream events held until now are handed over first, in order)."""
         assert kind in _KEYED_EVENTS, kind
+        key = (kind, handle)
         with self._lock:
-            self._routes[(kind, handle)] = (loop, handler)
+            self._routes[key] = (loop, handler)
+            self._ended_routes.pop(key, None)
+            held = self._held.pop(key, [])
+            self._held_count -= len(held)
+            for event in held:
+                _post(loop, handler, event)
 
     def remove_route(self, kind: str, handle: int) -> None:
-        """Stops a route; its later events are dropped (they own no handles)."""
+        """Stops a route; its later events are dropped (their handles released)."""
+        key = (kind, handle)
         with self._lock:
-            self._routes.pop((kind, handle), None)
+            self._routes.pop(key, None)
+            if kind in _HELD_KINDS:
+                self._ended_routes[key] = None
+                while len(self._ended_routes) > _MAX_CLOSED_ROOMS:
+                    del self._ended_routes[next(iter(self._ended_routes))]
+            held = self._held.pop(key, [])
+            self._held_count -= len(held)
+        for event in held:
+            self._orphan(event)
 
     def route_count(self) -> int:
         """Keyed routes currently registered (for tests)."""
@@ -355,13 +400,23 @@ class FfiClient:
         return []
 
     def _on_keyed_event(self, kind: str, handle: int, event: proto_ffi.FfiEvent) -> None:
+        key = (kind, handle)
         with self._lock:
-            route = self._routes.get((kind, handle))
-            if route is not None and not _post(route[0], route[1], event):
-                del self._routes[(kind, handle)]  # its loop is closed
-                route = None
-        if route is None:
-            logger.debug("dropped a %s event for handle %d: nobody takes it", kind, handle)
+            route = self._routes.get(key)
+            if route is not None:
+                if _post(route[0], route[1], event):
+                    return
+                del self._routes[key]  # its loop is closed
+            elif (
+                kind in _HELD_KINDS
+                and key not in self._ended_routes
+                and self._held_count < _MAX_EARLY_EVENTS
+            ):
+                self._held.setdefault(key, []).append(event)
+                self._held_count += 1
+                return
+        logger.debug("dropped a %s event for handle %d: nobody takes it", kind, handle)
+        self._orphan(event)
 
     def _on_room_event(self, event: proto_ffi.FfiEvent) -> None:
         room_handle = event.room_event.room_handle

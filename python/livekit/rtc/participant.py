@@ -1,9 +1,10 @@
 """Participants of a room: the local one (who can act) and the remote ones (observed).
 
 A participant wraps the `ParticipantInfo` the core reported and the native handle that
-keeps it alive in the core. The room updates the info from its events and releases
-the handle when the participant leaves or the room closes; participant objects stay
-readable afterwards.
+keeps it alive in the core, and holds its track publications by sid. The room updates
+both from its events and releases the handles (the participant's, its publications'
+and its remote tracks') when the participant leaves or the room closes; participant
+objects stay readable afterwards.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
 from ._proto import rpc_pb2 as proto_rpc
+from ._proto.room_pb2 import TrackPublishOptions
 from ._proto.track_pb2 import ParticipantTrackPermission
 from .data_stream import (
     BaseStreamWriter,
@@ -57,6 +59,8 @@ from .rpc import (
     _chain_incoming,
     _chain_outgoing,
 )
+from .track import LocalTrack
+from .track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from .transcription import Transcription
 
 
@@ -78,6 +82,23 @@ class PublishDTMFError(Exception):
 
 class PublishTranscriptionError(Exception):
     """`LocalParticipant.publish_transcription` failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PublishTrackError(Exception):
+    """`LocalParticipant.publish_track` failed (refused by the server, not connected,
+    ...)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnpublishTrackError(Exception):
+    """`LocalParticipant.unpublish_track` failed (unknown sid, not connected, ...)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -150,6 +171,18 @@ class ConnectionQuality(enum.IntEnum):
     QUALITY_GOOD = proto_room.QUALITY_GOOD
     QUALITY_EXCELLENT = proto_room.QUALITY_EXCELLENT
     QUALITY_LOST = proto_room.QUALITY_LOST
+
+
+class DegradationPreference(enum.IntEnum):
+    """What a video encoder gives up first when bandwidth runs short (carried in
+    `TrackPublishOptions.degradation_preference`; video is not supported yet)."""
+
+    BALANCED = proto_room.DEGRADATION_PREFERENCE_BALANCED
+    MAINTAIN_FRAMERATE = proto_room.DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE
+    MAINTAIN_RESOLUTION = proto_room.DEGRADATION_PREFERENCE_MAINTAIN_RESOLUTION
+    MAINTAIN_FRAMERATE_AND_RESOLUTION = (
+        proto_room.DEGRADATION_PREFERENCE_MAINTAIN_FRAMERATE_AND_RESOLUTION
+    )
 
 
 def _connection_quality(value: int) -> ConnectionQuality:
@@ -230,8 +263,8 @@ class Participant:
         return reason
 
     @property
-    def track_publications(self) -> Mapping[str, object]:
-        """Published tracks by sid (always empty: this SDK has no media yet)."""
+    def track_publications(self) -> Mapping[str, TrackPublication]:
+        """The participant's published tracks, by sid."""
         return {}
 
     def _release(self) -> None:
@@ -249,11 +282,30 @@ class Participant:
 class RemoteParticipant(Participant):
     """Another participant of the room."""
 
+    def __init__(self, owned_info: proto_participant.OwnedParticipant) -> None:
+        super().__init__(owned_info)
+        self._track_publications: Dict[str, RemoteTrackPublication] = {}
+
+    @property
+    def track_publications(self) -> Mapping[str, RemoteTrackPublication]:
+        """The participant's published tracks, by sid (with their tracks while this
+        client is subscribed)."""
+        return self._track_publications
+
+    def _release(self) -> None:
+        # The publications stay listed (readable); their handles and tracks go.
+        for publication in self._track_publications.values():
+            publication._release()
+        super()._release()
+
 
 RpcHandler = Callable[[RpcInvocationData], Union[Awaitable[Optional[str]], Optional[str]]]
 F = TypeVar(
     "F", bound=Callable[[RpcInvocationData], Union[Awaitable[Optional[str]], Optional[str]]]
 )
+
+# Publications unpublished ahead of their room event, kept for it (at most).
+_MAX_UNPUBLISHED_KEPT = 64
 
 # How long a cancelled incoming call's handler gets to unwind before its caller is
 # answered without it (disconnect() waits for this).
@@ -271,6 +323,96 @@ class LocalParticipant(Participant):
         self._rpc_interceptors: List[RpcInterceptor] = []
         self._rpc_tasks: Set["asyncio.Task[None]"] = set()
         self._stream_writers: Set[BaseStreamWriter] = set()
+        self._track_publications: Dict[str, LocalTrackPublication] = {}
+        # Unpublished by unpublish_track before the room's local_track_unpublished
+        # came (kept for that event, which then still names them).
+        self._unpublished: Dict[str, LocalTrackPublication] = {}
+        # Set by the room: told of each publication the moment it is known.
+        self._on_publication: Optional[Callable[[LocalTrackPublication], None]] = None
+
+    @property
+    def track_publications(self) -> Mapping[str, LocalTrackPublication]:
+        """The tracks this client published, by sid."""
+        return self._track_publications
+
+    # ---- tracks ---------------------------------------------------------------------
+
+    async def publish_track(
+        self, track: LocalTrack, options: TrackPublishOptions = TrackPublishOptions()
+    ) -> LocalTrackPublication:
+        """Publishes `track` to the room; returns its publication once the server
+        accepted it (the room then emits `local_track_published`). Raises
+        `PublishTrackError`."""
+        req = proto_ffi.FfiRequest()
+        pt = req.publish_track
+        pt.local_participant_handle = self._require_handle(PublishTrackError)
+        if track._handle is None:
+            raise PublishTrackError(f"{track!r} was released")
+        pt.track_handle = track._handle
+        pt.options.CopyFrom(options)
+        created: List[LocalTrackPublication] = []
+
+        def on_result(event: proto_ffi.FfiEvent) -> None:
+            # Runs before the room handles the events that follow the callback
+            # (local_track_published, local_track_subscribed): they find it.
+            cb = event.publish_track
+            if cb.WhichOneof("message") != "publication":
+                return
+            publication = LocalTrackPublication(cb.publication)
+            publication._track = track
+            track._info.sid = publication.sid
+            if self._handle is None:  # the room closed meanwhile
+                publication._release()
+                return
+            self._track_publications[publication.sid] = publication
+            created.append(publication)
+            if self._on_publication is not None:
+                self._on_publication(publication)
+
+        def on_late(event: proto_ffi.FfiEvent) -> None:
+            # The caller gave up. A publication already recorded stays (the track is
+            # published and listed); one that never was is released.
+            if not created:
+                _release_publication(event)
+
+        try:
+            event = await FfiClient.instance().call(req, on_result=on_result, on_late=on_late)
+        except FfiRequestError as e:
+            raise PublishTrackError(str(e)) from None
+        cb = event.publish_track
+        if cb.WhichOneof("message") != "publication":
+            raise PublishTrackError(cb.error or "publish_track failed")
+        if not created:
+            raise PublishTrackError("the room closed while the track was being published")
+        return created[0]
+
+    async def unpublish_track(self, track_sid: str) -> None:
+        """Unpublishes the track `track_sid` (and stops it); the room emits
+        `local_track_unpublished`. Raises `UnpublishTrackError`."""
+        publication = self._track_publications.get(track_sid)
+        req = proto_ffi.FfiRequest()
+        ut = req.unpublish_track
+        ut.local_participant_handle = self._require_handle(UnpublishTrackError)
+        ut.track_sid = track_sid
+        ut.stop_on_unpublish = True
+        try:
+            event = await FfiClient.instance().call(req)
+        except FfiRequestError as e:
+            raise UnpublishTrackError(str(e)) from None
+        if event.unpublish_track.HasField("error") and event.unpublish_track.error:
+            raise UnpublishTrackError(event.unpublish_track.error)
+        # Usually done already by the room's local_track_unpublished, which comes first.
+        if publication is not None and self._track_publications.get(track_sid) is publication:
+            del self._track_publications[track_sid]
+            self._unpublished[track_sid] = publication
+            while len(self._unpublished) > _MAX_UNPUBLISHED_KEPT:
+                del self._unpublished[next(iter(self._unpublished))]
+        if publication is not None:
+            track = publication._track
+            if track is not None:
+                track._set_room(None)
+            publication._release()
+            publication._track = None
 
     async def publish_data(
         self,
@@ -783,15 +925,26 @@ class LocalParticipant(Participant):
         writers, self._stream_writers = self._stream_writers, set()
         for writer in writers:
             writer._detach()
+        for publication in self._track_publications.values():
+            publication._release()
+            publication._track = None  # the application's track is not the room's to keep
+        self._unpublished.clear()
+        self._on_publication = None
         super()._release()
 
     def _require_handle(
         self,
-        error: "type[PublishDataError] | type[ParticipantUpdateError] | type[PublishDTMFError] | type[PublishTranscriptionError]",
+        error: "type[Exception]",
     ) -> int:
         if self._handle is None:
             raise error("the room is not connected")
         return self._handle
+
+
+def _release_publication(event: proto_ffi.FfiEvent) -> None:
+    """A publish_track callback nobody waits for any more: free its publication."""
+    if event.publish_track.HasField("publication"):
+        FfiClient.instance().drop_handle(event.publish_track.publication.handle.id)
 
 
 def _unwound(method: str, task: "asyncio.Future[Optional[str]]") -> None:

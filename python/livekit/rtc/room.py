@@ -7,6 +7,12 @@ session. Events reach the room on the loop that called `connect()`; events that
 arrive while `connect()` is still finishing are held back and delivered, in order,
 right after it returns, so handlers registered just after `await room.connect(...)`
 miss nothing.
+
+Tracks follow the official SDK's model: remote publications arrive with the connect
+result and with `track_published`, their tracks with `track_subscribed`; local
+publications are recorded by `publish_track` the moment its callback arrives, which
+the core sends before `local_track_published`. Should a local track event come first
+anyway, it is held until the publication is known.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from ._ffi_client import (
 from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
+from ._proto import track_pb2 as proto_track
 from .data_stream import (
     ByteStreamHandler,
     ByteStreamReader,
@@ -36,6 +43,8 @@ from .data_stream import (
 from .event_emitter import EventEmitter
 from .log import logger
 from .participant import LocalParticipant, Participant, RemoteParticipant, _connection_quality
+from .track import RemoteAudioTrack, RemoteVideoTrack, Track
+from .track_publication import LocalTrackPublication, RemoteTrackPublication, TrackPublication
 from .transcription import TranscriptionSegment
 
 EventTypes = Literal[
@@ -44,6 +53,7 @@ EventTypes = Literal[
     "participant_active",
     "local_track_published",
     "local_track_unpublished",
+    "local_track_republished",
     "local_track_subscribed",
     "track_published",
     "track_unpublished",
@@ -58,6 +68,7 @@ EventTypes = Literal[
     "participant_name_changed",
     "participant_attributes_changed",
     "connection_quality_changed",
+    "participant_encryption_status_changed",
     "participant_permissions_changed",
     "transcription_received",
     "data_received",
@@ -72,6 +83,9 @@ EventTypes = Literal[
     "moved",
     "token_refreshed",
 ]
+
+# Local track events held until their publication is known (see the module doc).
+_MAX_EARLY_LOCAL_EVENTS = 64
 
 # How long disconnect() waits, after the core confirmed it, for the stream's last
 # events (the "disconnected" event, eos) before releasing the room anyway.
@@ -158,6 +172,7 @@ class Room(EventEmitter[EventTypes]):
         self._state: proto_room.ConnectionState.ValueType = proto_room.CONN_DISCONNECTED
         self._failure_reason: proto_room.FailureReason.ValueType = proto_room.FAILURE_NONE
         self._token = ""
+        self._server_url = ""
         self._connecting = False
         # Events held back until connect() has returned (None: deliver at once).
         self._backlog: Optional[List[proto_room.RoomEvent]] = None
@@ -168,6 +183,9 @@ class Room(EventEmitter[EventTypes]):
         self._byte_stream_handlers: Dict[str, ByteStreamHandler] = {}
         self._stream_readers: Set[Union[TextStreamReader, ByteStreamReader]] = set()
         self._max_stream_payload: Optional[int] = None
+        # Local track events ("published", "subscribed") by sid, for publications
+        # not known yet.
+        self._early_local: Dict[str, List[str]] = {}
 
     # ---- properties -----------------------------------------------------------------
 
@@ -289,6 +307,8 @@ class Room(EventEmitter[EventTypes]):
         self._max_stream_payload = data_stream.max_payload_byte_length if data_stream else None
         self._drain_backlog()  # leftovers of an earlier session, if any
         loop = self._loop = asyncio.get_running_loop()
+        self._token = token
+        self._server_url = url
         self._connecting = True
         self._backlog = []
         try:
@@ -364,7 +384,9 @@ class Room(EventEmitter[EventTypes]):
         self._state = proto_room.CONN_CONNECTED
         self._failure_reason = proto_room.FAILURE_NONE
         local = self._local = LocalParticipant(result.local_participant)
+        local._on_publication = self._on_local_publication
         self._remote = {}
+        self._early_local = {}
         client = FfiClient.instance()
         loop = self._loop or asyncio.get_running_loop()
         client.add_route(
@@ -374,9 +396,11 @@ class Room(EventEmitter[EventTypes]):
             lambda event: local._on_rpc_invocation(event.rpc_method_invocation),
         )
         for item in result.participants:
-            for pub in item.publications:  # tracks are not supported yet
-                client.drop_handle(pub.handle.id)
-            self._add_remote(RemoteParticipant(item.participant))
+            participant = RemoteParticipant(item.participant)
+            for owned in item.publications:
+                publication = RemoteTrackPublication(owned)
+                participant._track_publications[publication.sid] = publication
+            self._add_remote(participant)
         if self._info.sid:
             self._set_sid(self._info.sid)
 
@@ -405,6 +429,7 @@ class Room(EventEmitter[EventTypes]):
         for participant in self._remote.values():
             participant._release()
         self._remote = {}
+        self._early_local = {}
         if self._local is not None:
             self._local._release()
         client.drop_handle(handle)
@@ -516,13 +541,11 @@ class Room(EventEmitter[EventTypes]):
                 )
                 for s in ev_tr.segments
             ]
-            # No media yet, so no track publication to name.
-            self.emit(
-                "transcription_received",
-                segments,
-                self._participant(ev_tr.participant_identity),
-                None,
-            )
+            speaker = self._participant(ev_tr.participant_identity)
+            publication: Optional[TrackPublication] = None
+            if speaker is not None:
+                publication = speaker.track_publications.get(ev_tr.track_sid)
+            self.emit("transcription_received", segments, speaker, publication)
         elif which == "participant_permission_changed":
             ev_pp = event.participant_permission_changed
             p = self._participant(ev_pp.participant_identity)
@@ -586,6 +609,157 @@ class Room(EventEmitter[EventTypes]):
             self.emit("token_refreshed")
         elif which == "eos":
             self._release()
+        else:
+            self._dispatch_track_event(which, event)
+
+    # ---- track events ---------------------------------------------------------------
+
+    def _dispatch_track_event(self, which: Optional[str], event: proto_room.RoomEvent) -> None:
+        if which == "local_track_published":
+            self._local_track_published(event.local_track_published.track_sid)
+        elif which == "local_track_unpublished":
+            self._local_track_unpublished(event.local_track_unpublished.publication_sid)
+        elif which == "local_track_subscribed":
+            self._local_track_subscribed(event.local_track_subscribed.track_sid)
+        elif which == "track_published":
+            self._track_published(event.track_published)
+        elif which == "track_unpublished":
+            ev_tu = event.track_unpublished
+            rp = self._remote.get(ev_tu.participant_identity)
+            gone = rp._track_publications.pop(ev_tu.publication_sid, None) if rp else None
+            if rp is None or gone is None:
+                logger.debug("track_unpublished for unknown publication %s", ev_tu.publication_sid)
+                return
+            self.emit("track_unpublished", gone, rp)
+            gone._release()
+        elif which == "track_subscribed":
+            self._track_subscribed(event.track_subscribed)
+        elif which == "track_unsubscribed":
+            ev_un = event.track_unsubscribed
+            rp = self._remote.get(ev_un.participant_identity)
+            pub = rp._track_publications.get(ev_un.track_sid) if rp else None
+            if rp is None or pub is None:
+                logger.debug("track_unsubscribed for unknown publication %s", ev_un.track_sid)
+                return
+            track, pub._track = pub._track, None
+            pub._subscribed = False
+            if track is not None:
+                track._set_room(None)
+            self.emit("track_unsubscribed", track, pub, rp)
+            if track is not None:
+                track._release()
+        elif which == "track_subscription_failed":
+            ev_sf = event.track_subscription_failed
+            rp = self._remote.get(ev_sf.participant_identity)
+            if rp is not None:
+                self.emit("track_subscription_failed", rp, ev_sf.track_sid, ev_sf.error)
+        elif which == "track_muted":
+            self._track_mute_changed(
+                event.track_muted.participant_identity, event.track_muted.track_sid, True
+            )
+        elif which == "track_unmuted":
+            self._track_mute_changed(
+                event.track_unmuted.participant_identity, event.track_unmuted.track_sid, False
+            )
+
+    def _local_track_published(self, sid: str) -> None:
+        local = self._local
+        pub = local._track_publications.get(sid) if local is not None else None
+        if pub is None:
+            self._hold_local_event(sid, "published")
+            return
+        track = pub.track
+        if track is not None:
+            track._set_room(self)
+        self.emit("local_track_published", pub, track)
+
+    def _local_track_subscribed(self, sid: str) -> None:
+        local = self._local
+        pub = local._track_publications.get(sid) if local is not None else None
+        if pub is None:
+            self._hold_local_event(sid, "subscribed")
+            return
+        pub._mark_subscribed()
+        self.emit("local_track_subscribed", pub.track)
+
+    def _local_track_unpublished(self, sid: str) -> None:
+        self._early_local.pop(sid, None)
+        local = self._local
+        pub: Optional[LocalTrackPublication] = None
+        if local is not None:
+            # Or unpublish_track's callback came first and took it out already.
+            pub = local._track_publications.pop(sid, None) or local._unpublished.pop(sid, None)
+        if pub is None:
+            logger.debug("local_track_unpublished for unknown publication %s", sid)
+            return
+        track = pub.track
+        if track is not None:
+            track._set_room(None)
+        self.emit("local_track_unpublished", pub)
+        pub._release()
+        pub._track = None
+
+    def _hold_local_event(self, sid: str, what: str) -> None:
+        if sid not in self._early_local and len(self._early_local) >= _MAX_EARLY_LOCAL_EVENTS:
+            logger.warning("local_track_%s for unknown publication %s dropped", what, sid)
+            return
+        self._early_local.setdefault(sid, []).append(what)
+
+    def _on_local_publication(self, pub: LocalTrackPublication) -> None:
+        """publish_track recorded a publication: replay what was held for it."""
+        for what in self._early_local.pop(pub.sid, []):
+            if what == "published":
+                self._local_track_published(pub.sid)
+            else:
+                self._local_track_subscribed(pub.sid)
+
+    def _track_published(self, ev: proto_room.TrackPublished) -> None:
+        rp = self._remote.get(ev.participant_identity)
+        if rp is None:
+            logger.debug("track_published for unknown participant %s", ev.participant_identity)
+            FfiClient.instance().drop_handle(ev.publication.handle.id)
+            return
+        pub = RemoteTrackPublication(ev.publication)
+        previous = rp._track_publications.get(pub.sid)
+        if previous is not None:
+            previous._release()
+        rp._track_publications[pub.sid] = pub
+        self.emit("track_published", pub, rp)
+
+    def _track_subscribed(self, ev: proto_room.TrackSubscribed) -> None:
+        owned = ev.track
+        rp = self._remote.get(ev.participant_identity)
+        pub = rp._track_publications.get(owned.info.sid) if rp else None
+        track: Track
+        if rp is None or pub is None:
+            logger.debug("track_subscribed for unknown publication %s", owned.info.sid)
+            FfiClient.instance().drop_handle(owned.handle.id)
+            return
+        if owned.info.kind == proto_track.KIND_AUDIO:
+            track = RemoteAudioTrack(owned)
+        elif owned.info.kind == proto_track.KIND_VIDEO:
+            track = RemoteVideoTrack(owned)
+        else:
+            FfiClient.instance().drop_handle(owned.handle.id)
+            return
+        previous = pub._track
+        if previous is not None:
+            previous._release()
+        track._set_room(self)
+        pub._track = track
+        pub._subscribed = True
+        self.emit("track_subscribed", track, pub, rp)
+
+    def _track_mute_changed(self, identity: str, sid: str, muted: bool) -> None:
+        participant = self._participant(identity)
+        pub = participant.track_publications.get(sid) if participant is not None else None
+        if participant is None or pub is None:
+            logger.debug("mute change for unknown publication %s", sid)
+            return
+        pub._info.muted = muted
+        if pub.track is not None:
+            pub.track._info.muted = muted
+        self.emit("track_muted" if muted else "track_unmuted", participant, pub)
 
     def _on_data_packet(self, packet: proto_room.DataPacketReceived) -> None:
         sender = self._remote.get(packet.participant_identity)
