@@ -4,7 +4,7 @@
 - official-on-ours: the same official Python code on our core (LIVEKIT_LIB_PATH)
 - ours: our livekit.rtc package (PyO3 binding, our core)
 
-Three parts, each run for every stack, one process at a time, and printed as a table:
+Five parts, each run for every stack, one process at a time, and printed as a table:
 
 - basic: bench/worker.py (connect time, reliable throughput and latency at 1 KiB and
   15 KiB, cost of one FFI request).
@@ -20,6 +20,13 @@ Three parts, each run for every stack, one process at a time, and printed as a t
   and data-stream throughput (a --stream-mb byte stream via send_bytes and a text stream
   of multi-byte characters via send_text, read piece by piece; MB/s from the first
   byte sent to the last byte read), two rooms in one process.
+- audio: bench/audio.py. Whole-process CPU (user + sys) per published and per
+  subscribed 48 kHz mono track over --audio-seconds of audio, minus the same
+  process's idle baseline (connected, no track, same duration), for --audio-tracks
+  tracks at once; and mouth-to-ear latency (a 10 ms full-scale click every 500 ms into
+  an AudioSource with queue_size_ms=--audio-queue-ms, detected by the subscriber in
+  its AudioStream) for every pairing of publisher and subscriber stack. The other end
+  of the CPU runs is --audio-peer (official by default) for every stack.
 
 The other end (the "peer"): in hold the sender is the official SDK on its own core by
 default (--hold-sender same: the stack under test), so only the receiver changes between
@@ -45,6 +52,7 @@ import json
 import os
 import queue
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,7 +69,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from lkserver import API_KEY, API_SECRET, LiveKitServer  # noqa: E402
 
-PARTS = ("basic", "hold", "burst", "rpc")
+PARTS = ("basic", "hold", "burst", "rpc", "audio")
 STACKS = ("official", "official-on-ours", "ours")
 
 
@@ -313,6 +321,127 @@ def run_floor(python: Stack, a: argparse.Namespace, logdir: Path) -> Dict[str, A
         w.close()
 
 
+def run_audio_cpu(server: LiveKitServer, stack: Stack, peer: Stack, role: str, a: argparse.Namespace,
+                  logdir: Path) -> Dict[str, Any]:
+    """role "pub": the stack under test publishes, `peer` listens; "sub": `peer` publishes
+    (on the subscriber's word, relayed here), the stack under test subscribes."""
+    room = f"bench-audio-{role}-{stack.label}-{uuid.uuid4().hex[:6]}"
+    common = [server.url, API_KEY, API_SECRET, room]
+    helper = "listen" if role == "pub" else "feed"
+    other = Worker(f"audio-{helper}-{stack.label}", peer, [str(BENCH / "audio.py"), helper, *common], logdir)
+    w: Optional[Worker] = None
+    try:
+        if other.expect("ready", 60) is None:
+            return failure(stack.label, f"audio {role}: {helper} did not connect", other)
+        counts = ",".join(str(n) for n in a.audio_counts)
+        w = Worker(f"audio-{role}-{stack.label}", stack,
+                   [str(BENCH / "audio.py"), role, *common, str(a.audio_seconds), counts], logdir)
+        per_phase = a.audio_seconds + 60
+        if role == "sub":
+            for n in a.audio_counts:
+                if w.expect(f"want-{n}", 60 + per_phase) is None:
+                    return failure(stack.label, f"audio sub: no request for {n} tracks", w, other)
+                other.send(f"publish {n}")
+                if other.expect(f"published-{n}", 60) is None:
+                    return failure(stack.label, f"audio sub: the feeder did not publish {n} tracks", other, w)
+        got = w.expect("result", 60 + per_phase * (len(a.audio_counts) + 1))
+        if got is None:
+            return failure(stack.label, f"audio {role}: no result", w, other)
+        other.send("stop")
+        seen = other.expect("result", 20)
+        if seen is None:
+            return failure(stack.label, f"audio {role}: no result from {helper}", other, w)
+        return {"label": stack.label, "peer": peer.label, "phases": got["phases"], "peer_result": seen}
+    finally:
+        for x in (w, other):
+            if x is not None:
+                x.close()
+
+
+def run_audio_latency(server: LiveKitServer, tx_stack: Stack, rx_stack: Stack, a: argparse.Namespace,
+                      logdir: Path) -> Dict[str, Any]:
+    label = f"{tx_stack.label} -> {rx_stack.label}"
+    room = f"bench-audio-lat-{uuid.uuid4().hex[:6]}"
+    common = [server.url, API_KEY, API_SECRET, room]
+    tag = f"{tx_stack.label}-{rx_stack.label}"
+    rx = Worker(f"audio-clickrx-{tag}", rx_stack, [str(BENCH / "audio.py"), "clickrx", *common], logdir)
+    tx: Optional[Worker] = None
+    try:
+        if rx.expect("ready", 60) is None:
+            return failure(label, "audio latency: subscriber did not connect", rx)
+        tx = Worker(f"audio-clicktx-{tag}", tx_stack,
+                    [str(BENCH / "audio.py"), "clicktx", *common, str(a.audio_clicks),
+                     str(a.audio_click_interval), str(a.audio_queue_ms)], logdir)
+        if tx.expect("publishing", 60) is None:
+            return failure(label, "audio latency: publisher did not publish", tx, rx)
+        if rx.expect("listening", 60) is None:
+            return failure(label, "audio latency: subscriber got no audio", rx, tx)
+        tx.send("go")
+        done = tx.expect("done", 60 + a.audio_clicks * a.audio_click_interval)
+        if done is None:
+            return failure(label, "audio latency: publisher did not finish", tx, rx)
+        rx.send("stop")
+        got = rx.expect("result", 20)
+        tx.send("stop")
+        if got is None:
+            return failure(label, "audio latency: no result", rx, tx)
+        sent = [float(c["at"]) for c in done["clicks"]]
+        onsets = sorted((float(ear), float(arrival)) for ear, arrival in got["onsets"])
+        # Each click's latency: the first onset from its send time to the next click's
+        # (by arrival; the ear time of the same onset with it).
+        latencies: List[float] = []
+        arrivals: List[float] = []
+        for i, at in enumerate(sent):
+            until = sent[i + 1] if i + 1 < len(sent) else at + a.audio_click_interval
+            match = [o for o in onsets if at <= o[1] < until]
+            if match:
+                latencies.append(match[0][0] - at)
+                arrivals.append(match[0][1] - at)
+        waits = sorted(float(c["wait"]) for c in done["clicks"])
+        queued = sorted(float(c["queued"]) for c in done["clicks"])
+        return {
+            "label": label,
+            "clicks": len(sent),
+            "onsets": len(onsets),
+            "latencies_ms": [x * 1000 for x in latencies],
+            "arrival_latencies_ms": [x * 1000 for x in arrivals],
+            "skipped_frames": got.get("skipped"),
+            "capture_wait_ms_p50": waits[len(waits) // 2] * 1000 if waits else None,
+            "queued_ms_p50": queued[len(queued) // 2] * 1000 if queued else None,
+            "late_p50_ms": done["late_p50_ms"],
+            "late_max_ms": done["late_max_ms"],
+        }
+    finally:
+        for w in (tx, rx):
+            if w is not None:
+                w.close()
+
+
+def run_audio(server: LiveKitServer, chosen: List[Stack], stacks: Dict[str, Stack], a: argparse.Namespace,
+              logdir: Path) -> Dict[str, Any]:
+    peer = stacks[a.audio_peer]
+    out: Dict[str, Any] = {"peer": peer.label, "pub": [], "sub": [], "latency": []}
+    for role in ("pub", "sub"):
+        if role not in a.audio_parts_list:
+            continue
+        for stack in chosen:
+            t = time.monotonic()
+            print(f"[audio {role}] {stack.label} ...", file=sys.stderr, flush=True)
+            out[role].append(run_audio_cpu(server, stack, peer, role, a, logdir))
+            print(f"[audio {role}] {stack.label} took {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+    names = [s.label for s in chosen]
+    pairs = [(s, s) for s in chosen] if "latency" in a.audio_parts_list else []
+    if pairs and a.audio_pairings == "all" and "ours" in names and "official" in names:
+        pairs += [(stacks["ours"], stacks["official"]), (stacks["official"], stacks["ours"])]
+    for tx, rx in pairs:
+        t = time.monotonic()
+        print(f"[audio latency] {tx.label} -> {rx.label} ...", file=sys.stderr, flush=True)
+        out["latency"].append(run_audio_latency(server, tx, rx, a, logdir))
+        print(f"[audio latency] {tx.label} -> {rx.label} took {time.monotonic() - t:.0f} s", file=sys.stderr,
+              flush=True)
+    return out
+
+
 # ---- tables ----------------------------------------------------------------------------
 
 
@@ -428,6 +557,135 @@ def print_burst(rows: List[Dict[str, Any]], a: argparse.Namespace) -> None:
     )
 
 
+def audio_cpu_figures(r: Dict[str, Any], audio_s: float) -> Dict[int, Dict[str, float]]:
+    """Per track count: CPU seconds per track per 60 s of audio and % of one core per
+    track, over the idle baseline (its rate applied to each window's wall time)."""
+    phases = r["phases"]
+    idle = phases[0]
+    idle_rate = idle["cpu_s"] / idle["wall_s"]
+    out: Dict[int, Dict[str, float]] = {0: {"core_pct": idle_rate * 100}}
+    for ph in phases[1:]:
+        n = ph["tracks"]
+        extra = ph["cpu_s"] - idle_rate * ph["wall_s"]
+        audio = ph["frames"] / 100 / n  # seconds of audio per track in the window
+        out[n] = {
+            "cpu_s_per_60": extra / n * 60 / audio if audio else float("nan"),
+            "core_pct": extra / n / ph["wall_s"] * 100,
+            "audio_s": audio,
+            "total_pct": ph["cpu_s"] / ph["wall_s"] * 100,
+            "threads": ph["threads"],
+        }
+    return out
+
+
+def ratio(ours: Optional[float], official: Optional[float], width: int) -> str:
+    if ours is None or official is None or official <= 0 or ours != ours or official != official:
+        return f"{'-':>{width}}"
+    return f"{ours / official:>{width - 1}.2f}x"
+
+
+def print_audio(res: Dict[str, Any], a: argparse.Namespace) -> None:
+    counts = a.audio_counts
+    for role, what in (("pub", "publishes"), ("sub", "subscribes to")):
+        if not res[role]:
+            continue
+        print()
+        peer = "listener" if role == "pub" else "publisher"
+        print(f"Audio CPU: the stack under test {what} N 48 kHz mono tone tracks (AudioStream reads for subscribers); "
+              f"{peer}: {res['peer']}, another process.")
+        print(f"Whole process, user+sys, over {a.audio_seconds:g} s windows, minus the same process's idle rate "
+              "(connected, no track); per track: CPU s per 60 s of audio, % of one core.")
+        head = f"{'stack':<18}{'idle %':>8}"
+        for n in counts:
+            head += f"{f'N={n} s/60s':>13}{'%core':>7}{'proc %':>8}{'thr':>5}"
+        print(head + "  audio check")
+        figs: Dict[str, Dict[int, Dict[str, float]]] = {}
+        for r in res[role]:
+            if "error" in r:
+                print(f"{r['label']:<18}failed: {r['error']}")
+                continue
+            f = figs[r["label"]] = audio_cpu_figures(r, a.audio_seconds)
+            line = f"{r['label']:<18}{f[0]['core_pct']:>8.2f}"
+            for n in counts:
+                x = f.get(n)
+                if x is None:
+                    line += f"{'-':>13}{'-':>7}{'-':>8}{'-':>5}"
+                else:
+                    line += f"{x['cpu_s_per_60']:>13.2f}{x['core_pct']:>7.2f}{x['total_pct']:>8.2f}{x['threads']:>5}"
+            print(line + "  " + audio_check(role, r, counts))
+        if "ours" in figs and "official" in figs:
+            o, g = figs["ours"], figs["official"]
+            line = f"{'ours/official':<18}{ratio(o[0]['core_pct'], g[0]['core_pct'], 8)}"
+            for n in counts:
+                x, y = o.get(n, {}), g.get(n, {})
+                line += f"{ratio(x.get('cpu_s_per_60'), y.get('cpu_s_per_60'), 13)}{ratio(x.get('core_pct'), y.get('core_pct'), 7)}"
+                line += f"{ratio(x.get('total_pct'), y.get('total_pct'), 8)}{'':>5}"
+            print(line)
+        top = counts[-1]
+        for r in res[role]:
+            phase = next((ph for ph in r.get("phases", []) if ph["tracks"] == top), None)
+            if phase is None or not phase.get("by_thread"):
+                continue
+            wall = phase["wall_s"]
+            parts = [f"{name} {t / wall * 100:.1f}" for name, t in list(phase["by_thread"].items())[:5]]
+            print(f"  {r['label']} with N={top}, % of one core by thread: {', '.join(parts)}")
+    if res["pub"] or res["sub"]:
+        print("idle %: the idle process's CPU as % of one core; proc %: the whole process with N tracks; thr: its "
+              "threads;\nby thread: /proc/self/task (10 ms ticks), 'main' runs the asyncio loop.")
+    if not res["latency"]:
+        return
+
+    print()
+    print(f"Audio latency (mouth to ear through the server): {a.audio_clicks} clicks, one every "
+          f"{a.audio_click_interval * 1000:.0f} ms (every other one 10 ms later; 10 ms of 1 kHz at full scale "
+          "in silence),")
+    print(f"fed like a microphone (a 10 ms frame every 10 ms) into an AudioSource with queue_size_ms="
+          f"{a.audio_queue_ms}; from the call to capture_frame to the onset in the subscriber's AudioStream.")
+    print(f"{'publisher -> subscriber':<28}{'clicks':>7}{'found':>7}{'ear p50':>9}{'p90':>7}{'min':>7}{'max':>7}"
+          f"{'arrival p50':>13}{'p90':>7}{'capture':>9}{'queued':>8}")
+    medians: Dict[str, float] = {}
+    p90s: Dict[str, float] = {}
+    for r in res["latency"]:
+        if "error" in r:
+            print(f"{r['label']:<28}failed: {r['error']}")
+            continue
+        lat = sorted(r["latencies_ms"])
+        arr = sorted(r["arrival_latencies_ms"])
+        if not lat:
+            print(f"{r['label']:<28}{r['clicks']:>7}{0:>7}  no click arrived ({r['onsets']} onsets)")
+            continue
+        med, p90 = statistics.median(lat), lat[min(len(lat) - 1, int(0.9 * len(lat)))]
+        medians[r["label"]], p90s[r["label"]] = med, p90
+        print(f"{r['label']:<28}{r['clicks']:>7}{len(lat):>7}{med:>9.1f}{p90:>7.1f}{lat[0]:>7.1f}{lat[-1]:>7.1f}"
+              f"{statistics.median(arr):>13.1f}{arr[min(len(arr) - 1, int(0.9 * len(arr)))]:>7.1f}"
+              f"{num(r['capture_wait_ms_p50'], 9, 1)}{num(r['queued_ms_p50'], 8, 1)}")
+    same = ("ours -> ours", "official -> official")
+    if all(k in medians for k in same):
+        print(f"{'ours/official':<28}{'':>14}{ratio(medians[same[0]], medians[same[1]], 9)}"
+              f"{ratio(p90s[same[0]], p90s[same[1]], 7)}")
+    print("In ms. found: clicks whose onset came before the next click; ear: when a player fed the frames as they "
+          "come plays the onset\n(frames back to back in real time, silent ones skipped while behind); arrival: "
+          "when the onset's frame left the AudioStream\niterator, plus the onset's offset in it; capture: median "
+          "time capture_frame took for a click frame (waiting for room);\nqueued: median queued_duration of the "
+          "source just before a click frame was handed over.")
+
+
+def audio_check(role: str, r: Dict[str, Any], counts: List[int]) -> str:
+    """Whether the audio really flowed: the tone seen by the listener (pub), or by the
+    stack under test (sub), in the frames checked (every 100th)."""
+    if role == "pub":
+        tracks = r["peer_result"]["tracks"]
+        loud = sum(t["loud"] for t in tracks)
+        checked = sum(t["checked"] for t in tracks)
+        fed = ", ".join(f"{p['frames'] / 100 / p['tracks']:.1f}" for p in r["phases"][1:])
+        return f"listener: {len(tracks)} tracks, tone in {loud}/{checked} checked frames; s of audio fed per track: {fed}"
+    phases = r["phases"][1:]
+    loud = sum(p.get("loud", 0) for p in phases)
+    checked = sum(p.get("checked", 0) for p in phases)
+    frames = ", ".join(f"{p['frames'] / 100 / p['tracks']:.1f}" for p in phases)
+    return f"tone in {loud}/{checked} checked frames; s of audio read per track: {frames}"
+
+
 # ---- main ------------------------------------------------------------------------------
 
 
@@ -437,7 +695,7 @@ def env_default(name: str, default: str) -> str:
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated: basic,hold,burst,rpc")
+    p.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated: basic,hold,burst,rpc,audio")
     p.add_argument("--stacks", default=",".join(STACKS), help="stacks, comma-separated (default: all three)")
     p.add_argument("--hold-sender", choices=("official", "same"),
                    default=env_default("BENCH_HOLD_SENDER", "official"),
@@ -460,6 +718,21 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    help="seconds each stack gets for the burst (env BENCH_BURST_TIMEOUT; default 180)")
     p.add_argument("--rpc-calls", type=int, default=300, help="sequential RPC calls (default 300)")
     p.add_argument("--stream-mb", type=float, default=20.0, help="size of each benchmark stream (default 20)")
+    p.add_argument("--audio-seconds", type=float, default=float(env_default("BENCH_AUDIO_SECONDS", "60")),
+                   help="audio CPU: length of each measured window, idle and per track count "
+                   "(env BENCH_AUDIO_SECONDS; default 60)")
+    p.add_argument("--audio-tracks", default="1,4", help="audio CPU: track counts, comma-separated (default 1,4)")
+    p.add_argument("--audio-peer", choices=("official", "ours"), default="official",
+                   help="audio CPU: the stack at the other end (listener / publisher; default official)")
+    p.add_argument("--audio-clicks", type=int, default=40, help="audio latency: clicks per pairing (default 40)")
+    p.add_argument("--audio-click-interval", type=float, default=0.5, help="seconds between clicks (default 0.5)")
+    p.add_argument("--audio-queue-ms", type=int, default=50,
+                   help="audio latency: the publisher's AudioSource queue_size_ms (default 50)")
+    p.add_argument("--audio-parts", default="pub,sub,latency",
+                   help="audio parts, comma-separated: pub,sub,latency (default all three)")
+    p.add_argument("--audio-pairings", choices=("all", "same"), default="all",
+                   help="audio latency: every publisher/subscriber pairing of ours and official, or "
+                   "each stack with itself (default all)")
     a = p.parse_args(argv)
     a.parts = [x for x in a.only.split(",") if x]
     a.stack_names = [x for x in a.stacks.split(",") if x]
@@ -471,6 +744,15 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
             p.error(f"unknown stack {x!r} (choose from {', '.join(STACKS)})")
     if a.burst_size < 4:
         p.error("--burst-size must be at least 4")
+    try:
+        a.audio_counts = sorted({int(x) for x in a.audio_tracks.split(",") if x})
+    except ValueError:
+        p.error("--audio-tracks: comma-separated track counts")
+    if not a.audio_counts or a.audio_counts[0] < 1:
+        p.error("--audio-tracks: counts of at least 1")
+    a.audio_parts_list = [x for x in a.audio_parts.split(",") if x]
+    if not set(a.audio_parts_list) <= {"pub", "sub", "latency"}:
+        p.error("--audio-parts: pub, sub, latency")
     return a
 
 
@@ -478,7 +760,7 @@ def prepare(a: argparse.Namespace, rundir: Path) -> Dict[str, Stack]:
     base = {k: v for k, v in os.environ.items() if k != "LIVEKIT_LIB_PATH"}
     official = sh("bash", str(ROOT / "scripts" / "official-sdk.sh"))
     stacks = {"official": Stack("official", official, dict(base))}
-    if "ours" in a.stack_names:
+    if "ours" in a.stack_names or ("audio" in a.parts and a.audio_peer == "ours"):
         script = "dev-venv.sh" if a.no_build else "python-env.sh"
         stacks["ours"] = Stack("ours", sh("bash", str(ROOT / "scripts" / script)), dict(base))
     if "official-on-ours" in a.stack_names:
@@ -509,9 +791,14 @@ def main(argv: List[str]) -> int:
         hold: List[Dict[str, Any]] = []
         burst: List[Dict[str, Any]] = []
         rpc: List[Dict[str, Any]] = []
+        audio: Dict[str, Any] = {}
         with LiveKitServer() as server:
             for part in PARTS:
                 if part not in a.parts:
+                    continue
+                if part == "audio":
+                    audio = run_audio(server, chosen, stacks, a, rundir)
+                    ok = ok and not any("error" in r for k in ("pub", "sub", "latency") for r in audio[k])
                     continue
                 if part == "burst":
                     burst.append(run_floor(stacks["official"], a, rundir))
@@ -544,8 +831,11 @@ def main(argv: List[str]) -> int:
             print_burst(burst, a)
         if "rpc" in a.parts:
             print_rpc(rpc, a)
+        if "audio" in a.parts:
+            print_audio(audio, a)
         if os.environ.get("BENCH_JSON"):
-            Path(os.environ["BENCH_JSON"]).write_text(json.dumps({"basic": basic, "hold": hold, "burst": burst, "rpc": rpc}, indent=1))
+            figures = {"basic": basic, "hold": hold, "burst": burst, "rpc": rpc, "audio": audio}
+            Path(os.environ["BENCH_JSON"]).write_text(json.dumps(figures, indent=1))
     finally:
         if ok:
             shutil.rmtree(rundir, ignore_errors=True)

@@ -551,6 +551,7 @@ impl Driver {
             return;
         };
         let time = MediaTime::new(audio.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+        let writer = writer.audio_level(audio.level, audio.voice);
         if let Err(e) = writer.write(pt, Instant::now(), time, audio.data) {
             log::debug!("{:?}: audio not sent: {e}", self.role);
         }

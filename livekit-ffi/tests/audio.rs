@@ -111,6 +111,14 @@ async fn a_tone_is_heard_muted_unsubscribed_and_unpublished() {
     })
     .await;
 
+    // The tone makes Alice an active speaker, for both.
+    wait_for(&mut bob_rx, T, |e| match e {
+        RoomEvent::ActiveSpeakersChanged { identities } if identities == &["alice"] => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(bob.active_speakers(), ["alice"]);
+
     let mut frames = remote.listen();
     // Let the decoder settle, then listen.
     record(&mut frames, 300).await;
@@ -191,4 +199,75 @@ async fn a_tone_is_heard_muted_unsubscribed_and_unpublished() {
     tone.abort();
     alice.disconnect().await;
     bob.disconnect().await;
+}
+
+/// A resume (the signal connection lost, the session kept) does not interrupt the
+/// audio; a full rejoin (the server restarted) publishes the track again, and a
+/// newcomer hears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_survives_a_resume_and_a_rejoin() {
+    common::init_logs();
+    let mut server = Server::start();
+    let proxy = common::Proxy::start(server.port).await;
+    let (alice, mut alice_rx) = livekit_ffi::Room::connect(
+        &proxy.url(),
+        &server.token("audio-resume", "alice"),
+        livekit_ffi::RoomOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (bob, mut bob_rx) = server.join("audio-resume", "bob").await;
+    let source = AudioSource::new(48_000, 1, 100).unwrap();
+    let track = LocalAudioTrack::new("tone", source.clone());
+    let tone = play_tone(source, 440.0);
+    let info = alice
+        .publish_audio(&track, PublishOptions::default())
+        .await
+        .expect("published");
+    let (_, remote) = subscribed(&mut bob_rx, "alice").await;
+    let mut frames = remote.listen();
+    record(&mut frames, 300).await;
+
+    let session = alice.local_participant().sid;
+    proxy.sever();
+    wait_for(&mut alice_rx, T, |e| {
+        matches!(e, RoomEvent::Reconnected).then_some(())
+    })
+    .await;
+    assert_eq!(
+        alice.local_participant().sid,
+        session,
+        "resumed, not rejoined"
+    );
+    assert_eq!(
+        alice.local_tracks()[0].sid,
+        info.sid,
+        "a resume keeps the track"
+    );
+    // Bob's subscription was never interrupted, and the tone goes on.
+    let after = record(&mut frames, 1000).await;
+    assert!(power(&after, 440.0) > 100.0 * power(&after, 1000.0));
+    assert!(rms(&after) > 3000.0, "level {}", rms(&after));
+    bob.disconnect().await;
+    drop(bob_rx);
+
+    server.restart();
+    wait_for(&mut alice_rx, Duration::from_secs(40), |e| {
+        matches!(e, RoomEvent::Reconnected).then_some(())
+    })
+    .await;
+    let (_carol, mut carol_rx) = server.join("audio-resume", "carol").await;
+    let (sid, remote) = subscribed(&mut carol_rx, "alice").await;
+    let tracks = alice.local_tracks();
+    assert_eq!(tracks.len(), 1, "{tracks:?}");
+    assert_eq!(
+        tracks[0].sid, sid,
+        "the track as the new session published it"
+    );
+    let mut frames = remote.listen();
+    record(&mut frames, 300).await;
+    let heard = record(&mut frames, 1000).await;
+    assert!(power(&heard, 440.0) > 100.0 * power(&heard, 1000.0));
+    tone.abort();
+    alice.disconnect().await;
 }

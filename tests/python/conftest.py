@@ -40,7 +40,7 @@ TokenFactory = Callable[..., str]
 
 @pytest.fixture
 def token(room_name: str) -> TokenFactory:
-    """token(identity, room=..., name=..., metadata=..., attributes=..., secret=...)"""
+    """token(identity, room=..., name=..., metadata=..., attributes=..., kind=..., secret=...)"""
 
     def make(
         identity: str,
@@ -50,6 +50,7 @@ def token(room_name: str) -> TokenFactory:
         metadata: Optional[str] = None,
         attributes: Optional[Dict[str, str]] = None,
         can_update_own_metadata: bool = True,
+        kind: Optional[str] = None,
         secret: str = API_SECRET,
     ) -> str:
         grants = api.VideoGrants(
@@ -64,6 +65,8 @@ def token(room_name: str) -> TokenFactory:
             t = t.with_metadata(metadata)
         if attributes is not None:
             t = t.with_attributes(attributes)
+        if kind is not None:
+            t = t.with_kind(kind)
         return t.to_jwt()
 
     return make

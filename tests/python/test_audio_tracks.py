@@ -559,3 +559,39 @@ async def test_publish_and_record_examples(server: Any, tmp_path: Path) -> None:
     tail = samples[loud[0] + RATE // 5 :]
     assert len(tail) >= RATE, f"only {len(tail) / RATE:.2f} s of tone"
     assert abs(dominant(tail) - 440) <= 10, dominant(tail)
+
+
+async def test_transcription_and_active_speakers_of_a_published_track(join: Join) -> None:
+    # The server relays transcriptions from agents only.
+    a = await join("a", kind="agent")
+    tone = Tone(a, 440)
+    try:
+        pub = await tone.start()
+        b = await join("b")
+        rec_b = Recorder(b, *TRACK_EVENTS, "transcription_received", "active_speakers_changed")
+        _, remote_pub, participant = await subscribed_track(rec_b, "a")
+
+        # The server relays a transcription of a track that exists.
+        segment = rtc.TranscriptionSegment(
+            id="s1", text="héllo wörld", start_time=10, end_time=250, language="fr", final=True
+        )
+        await a.local_participant.publish_transcription(
+            rtc.Transcription(participant_identity="a", track_sid=pub.sid, segments=[segment])
+        )
+        segments, speaker, publication = await rec_b.wait(
+            "transcription_received", timeout=MEDIA_TIMEOUT
+        )
+        assert speaker is participant and publication is remote_pub
+        assert [(s.id, s.text, s.start_time, s.end_time, s.language, s.final) for s in segments] == [
+            ("s1", "héllo wörld", 10, 250, "fr", True)
+        ]
+
+        # A tone at half scale is speech enough for the server's speaker detection.
+        (speakers,) = await rec_b.wait(
+            "active_speakers_changed",
+            lambda s: [p.identity for p in s] == ["a"],
+            timeout=MEDIA_TIMEOUT,
+        )
+        assert speakers[0] is participant
+    finally:
+        await tone.stop()

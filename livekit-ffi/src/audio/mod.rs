@@ -21,7 +21,27 @@ pub struct EncodedAudio {
     /// In 48 kHz samples.
     pub rtp_time: u64,
     pub data: Vec<u8>,
+    /// The packet's level in dBov (0 loudest, -127 silence) and whether it holds
+    /// voice: the server picks active speakers from these (RFC 6464).
+    pub level: i8,
+    pub voice: bool,
 }
+
+/// The level of interleaved samples in dBov, as RFC 6464 carries it.
+pub fn dbov(pcm: &[i16]) -> i8 {
+    if pcm.is_empty() {
+        return -127;
+    }
+    let sum: f64 = pcm.iter().map(|s| f64::from(*s).powi(2)).sum();
+    let rms = (sum / pcm.len() as f64).sqrt() / 32768.0;
+    if rms <= 0.0 {
+        return -127;
+    }
+    (20.0 * rms.log10()).round().clamp(-127.0, 0.0) as i8
+}
+
+/// Below this level a packet is not counted as voice.
+pub const VOICE_DBOV: i8 = -50;
 
 /// One Opus packet received on the subscriber connection.
 #[derive(Debug)]

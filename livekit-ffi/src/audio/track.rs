@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::jitter::{Jitter, Play};
 use super::{
-    remix, AudioPacket, AudioSource, EncodedAudio, OpusDecoder, OpusEncoder, ResampleQuality,
-    Resampler, FRAME_SAMPLES, OPUS_RATE,
+    dbov, remix, AudioPacket, AudioSource, EncodedAudio, OpusDecoder, OpusEncoder, ResampleQuality,
+    Resampler, FRAME_SAMPLES, OPUS_RATE, VOICE_DBOV,
 };
 
 /// Samples per channel in the 10 ms frames a remote track hands out.
@@ -200,6 +200,7 @@ async fn send(
             if muted {
                 continue;
             }
+            let level = dbov(&frame);
             let data = match encoder.encode(&frame) {
                 Ok(d) => d,
                 Err(e) => return log::error!("audio track cannot encode: {e}"),
@@ -212,6 +213,8 @@ async fn send(
                 cid,
                 rtp_time: time,
                 data,
+                level,
+                voice: level > VOICE_DBOV,
             });
         }
     }

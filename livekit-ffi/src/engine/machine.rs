@@ -230,6 +230,7 @@ impl Engine {
     fn on_track_signal(&mut self, m: &Resp) -> bool {
         match m {
             Resp::TrackPublished(r) => {
+                log::debug!("the server published track {}", r.cid);
                 let Some(info) = r.track.clone() else {
                     return true;
                 };
@@ -555,6 +556,7 @@ impl Engine {
                 if rejoin.is_some() {
                     // Our tracks go on in the new session.
                     for request in self.tracks.republish(now) {
+                        log::debug!("publishing track {} again", request.cid);
                         self.act(Action::SendSignal(Box::new(Req::AddTrack(request))));
                     }
                     self.emit(RoomEvent::Reconnected);

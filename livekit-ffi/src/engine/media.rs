@@ -79,7 +79,6 @@ impl Tracks {
         let p = self.local.get_mut(cid)?;
         p.deadline = None;
         let first = p.info.is_none();
-        p.request.sid = info.sid.clone();
         p.info = Some(info);
         Some(first)
     }
@@ -133,7 +132,11 @@ impl Tracks {
             .values_mut()
             .map(|p| {
                 p.deadline = Some(now + PUBLISH_TIMEOUT);
-                p.request.clone()
+                // A new track for the new session (a sid would name the old one).
+                proto::AddTrackRequest {
+                    sid: String::new(),
+                    ..p.request.clone()
+                }
             })
             .collect()
     }
