@@ -32,8 +32,9 @@ clicktx / clickrx: the publisher feeds one track like a microphone: a 10 ms fram
 due every 10 ms of the wall clock and handed to `capture_frame` when due (AudioSource
 queue_size_ms=QUEUE_MS). Silence, and on "go" CLICKS clicks every INTERVAL s (every
 other one a frame later, so clicks fall in both halves of the 20 ms Opus packets): a
-whole frame of 1 kHz at full scale, starting at the frame's first sample. It reports when
-each click frame was handed over (`time.time()` just before `capture_frame`). The
+whole frame of 1 kHz at full scale, starting at the frame's first sample. It reports
+when each click frame was handed over (`time.time()` just before `capture_frame`) and
+the source's `queued_duration` then. The
 subscriber reads the track through an AudioStream and finds the first sample past
 |x| > THRESHOLD after at least 250 ms without one (the onset). It reports two times
 for it: "arrival", when its frame came out of the iterator plus the sample's offset

@@ -425,3 +425,62 @@ async fn audio_flows_both_ways_with_the_official_sdk() {
     assert!((0.25..0.45).contains(&rms), "{audio}");
     room.disconnect().await;
 }
+
+/// The official Python SDK loaded on our core (`LIVEKIT_LIB_PATH`) publishes a tone
+/// that another official SDK on our core hears through its `AudioStream`: tracks,
+/// publications and audio streams speak the official FFI protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_audio_runs_on_our_core() {
+    common::init_logs();
+    let python = official_python();
+    let lib = our_cdylib();
+    let server = Server::start();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/audio_peer.py");
+    let mut publisher = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args([
+            "publish",
+            &server.url(),
+            &server.token("dropin-audio", "pub"),
+            "rec",
+        ])
+        .args(["--timeout", "60"])
+        .env("LIVEKIT_LIB_PATH", &lib)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the publisher");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .args([
+                "receive",
+                &server.url(),
+                &server.token("dropin-audio", "rec"),
+                "pub",
+            ])
+            .args(["--seconds", "1", "--timeout", "40"])
+            .env("LIVEKIT_LIB_PATH", &lib)
+            .stderr(Stdio::inherit())
+            .output(),
+    )
+    .await
+    .expect("the receiver finishes")
+    .expect("run the receiver");
+    let _ = publisher.kill().await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "receiver failed:\n{text}");
+    let audio: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "audio")
+        .unwrap_or_else(|| panic!("no audio:\n{text}"));
+    let freq = audio["freq"].as_f64().unwrap();
+    assert!((430.0..450.0).contains(&freq), "{audio}");
+    assert!(
+        (0.25..0.45).contains(&audio["rms"].as_f64().unwrap()),
+        "{audio}"
+    );
+}

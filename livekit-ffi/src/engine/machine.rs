@@ -5,7 +5,7 @@
 //! carry out, in order, and the next instant it wants to be woken at. Here live the
 //! session's phases (join, resume, rejoin, leave) and the choice between resuming
 //! and rejoining when a session is lost; [`super::transport`] routes negotiation per
-//! transport, [`super::inbox`] holds received data, [`super::requests`] correlates
+//! transport, [`super::media`] keeps our publications and received tracks, [`super::requests`] correlates
 //! requests with answers. Tests drive it with recorded signal traces.
 
 use std::collections::VecDeque;

@@ -34,6 +34,7 @@ from ._proto.track_pb2 import (
     StreamState,
     TrackKind,
     TrackSource,
+    VideoQuality,
 )
 from .audio_frame import AudioFrame
 from .audio_mixer import AudioMixer
@@ -165,5 +166,6 @@ __all__ = [
     "SipDTMF",
     "TrackKind",
     "TrackSource",
+    "VideoQuality",
     "__version__",
 ]

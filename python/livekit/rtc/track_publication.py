@@ -165,7 +165,7 @@ class RemoteTrackPublication(TrackPublication):
         req.set_subscribed.publication_handle = self._handle
         FfiClient.instance().request(req)
 
-    def set_video_quality(self, quality: int) -> None:
+    def set_video_quality(self, quality: "proto_track.VideoQuality.ValueType") -> None:
         """Picks a simulcast layer of a video track (`VIDEO_QUALITY_LOW` 0, `MEDIUM`
         1, `HIGH` 2). Raises ValueError for audio and non-simulcasted publications, as
         the official SDK does; video itself is not supported yet."""

@@ -139,6 +139,24 @@ GCM: EncryptionType.ValueType  # 1
 CUSTOM: EncryptionType.ValueType  # 2
 global___EncryptionType = EncryptionType
 
+class _VideoQuality:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _VideoQualityEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_VideoQuality.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    VIDEO_QUALITY_LOW: _VideoQuality.ValueType  # 0
+    VIDEO_QUALITY_MEDIUM: _VideoQuality.ValueType  # 1
+    VIDEO_QUALITY_HIGH: _VideoQuality.ValueType  # 2
+
+class VideoQuality(_VideoQuality, metaclass=_VideoQualityEnumTypeWrapper):
+    """Simulcast layers a subscriber may ask for (video; named here for the API)."""
+
+VIDEO_QUALITY_LOW: VideoQuality.ValueType  # 0
+VIDEO_QUALITY_MEDIUM: VideoQuality.ValueType  # 1
+VIDEO_QUALITY_HIGH: VideoQuality.ValueType  # 2
+global___VideoQuality = VideoQuality
+
 @typing.final
 class TrackPublicationInfo(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
