@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 import time
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from livekit import rtc
 
@@ -74,3 +74,56 @@ class Recorder:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no matching {name!r} event; saw {self.seen!r}")
             await asyncio.sleep(0.02)
+
+
+class SignalProxy:
+    """A TCP proxy in front of the server's signal port whose connections can be cut:
+    the signal connection is lost while the peer connections (UDP) stay up, which
+    makes a room resume its session."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._pipes: List["asyncio.Task[None]"] = []
+
+    async def start(self) -> "SignalProxy":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+            self._pipes.append(asyncio.ensure_future(task))
+
+    def sever(self) -> None:
+        """Cuts every connection made so far (new ones still go through)."""
+        for task in self._pipes:
+            task.cancel()
+        self._pipes.clear()
+
+    async def aclose(self) -> None:
+        self.sever()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Tupl
 
 import numpy as np
 
-from helpers import Recorder, settle
+from helpers import Recorder, SignalProxy, settle
 from livekit import rtc
 from test_interop import official_python
 
@@ -595,3 +595,40 @@ async def test_transcription_and_active_speakers_of_a_published_track(join: Join
         assert speakers[0] is participant
     finally:
         await tone.stop()
+
+
+async def test_audio_keeps_flowing_across_a_resume(
+    server: Any, token: Any, rooms: Any, join: Join
+) -> None:
+    proxy = await SignalProxy(server.port).start()
+    tone: Optional[Tone] = None
+    stream: Optional[rtc.AudioStream] = None
+    try:
+        a = rooms()
+        rec_a = Recorder(a, "reconnecting", "reconnected")
+        await a.connect(proxy.url, token("a"))
+        tone = Tone(a, 440)
+        pub = await tone.start()
+        b = await join("b")
+        rec_b = Recorder(b, *TRACK_EVENTS)
+        track, _, _ = await subscribed_track(rec_b, "a")
+        stream = rtc.AudioStream(track)
+        await read_tone(stream, 0.3)
+
+        session = a.local_participant.sid
+        proxy.sever()
+        await rec_a.wait("reconnecting", timeout=MEDIA_TIMEOUT)
+        await rec_a.wait("reconnected", timeout=MEDIA_TIMEOUT)
+        assert a.local_participant.sid == session, "resumed, not rejoined"
+        assert a.local_participant.track_publications[pub.sid] is pub
+
+        samples = await read_tone(stream, 1.0)
+        assert abs(dominant(samples) - 440) <= 10, dominant(samples)
+        assert 0.1 < rms(samples) < 0.6, rms(samples)
+        assert not rec_b.of("track_unsubscribed"), rec_b.seen
+    finally:
+        if stream is not None:
+            await stream.aclose()
+        if tone is not None:
+            await tone.stop()
+        await proxy.aclose()
