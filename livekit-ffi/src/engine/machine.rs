@@ -308,6 +308,11 @@ impl Engine {
         sid: String,
         track: Option<crate::audio::RemoteAudioTrack>,
     ) {
+        // Who publishes what is known once the join completes: until then, wait.
+        if matches!(self.phase, Phase::Establishing { .. }) {
+            self.backlog.push(Input::RemoteAudio { mid, sid, track });
+            return;
+        }
         if let Some(old) = self.tracks.by_mid(&mid) {
             self.unsubscribed(&old);
         }

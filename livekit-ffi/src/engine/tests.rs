@@ -600,3 +600,201 @@ fn a_lost_transport_gets_time_to_recover_before_a_resume() {
     }));
     assert!(t.engine.is_closed());
 }
+
+fn add_track(cid: &str) -> proto::AddTrackRequest {
+    proto::AddTrackRequest {
+        cid: cid.into(),
+        name: "mic".into(),
+        r#type: proto::TrackType::Audio as i32,
+        ..Default::default()
+    }
+}
+
+fn track_info(sid: &str) -> proto::TrackInfo {
+    proto::TrackInfo {
+        sid: sid.into(),
+        name: "mic".into(),
+        r#type: proto::TrackType::Audio as i32,
+        ..Default::default()
+    }
+}
+
+fn published(cid: &str, sid: &str) -> Resp {
+    Resp::TrackPublished(proto::TrackPublishedResponse {
+        cid: cid.into(),
+        track: Some(track_info(sid)),
+    })
+}
+
+#[test]
+fn a_track_is_published_then_negotiated_and_changes_wait_for_the_offer_under_way() {
+    let mut t = Trace::joined(&[]);
+    t.engine.publish(t.now, add_track("c1"));
+    let a = t.actions();
+    assert!(
+        matches!(&a[..], [Action::SendSignal(r)] if matches!(**r, Req::AddTrack(ref r) if r.cid == "c1"))
+    );
+
+    let a = t.signal(published("c1", "TR_1"));
+    assert!(
+        matches!(&a[0], Action::StartSending { cid } if cid == "c1"),
+        "{a:?}"
+    );
+    assert!(
+        matches!(&a[1], Action::CreateOffer { ice_restart: false }),
+        "{a:?}"
+    );
+    assert!(
+        matches!(&a[2], Action::PublishDone { cid, result: Ok(i) } if cid == "c1" && i.sid == "TR_1")
+    );
+    assert!(matches!(&a[3], Action::Emit(RoomEvent::LocalTrackPublished(i)) if i.sid == "TR_1"));
+    assert_eq!(t.shared.state.lock().local_tracks.len(), 1);
+
+    // A second track while the first offer waits for its answer: one more offer after it.
+    t.engine.publish(t.now, add_track("c2"));
+    t.actions();
+    let a = t.signal(published("c2", "TR_2"));
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::CreateOffer { .. })),
+        "{a:?}"
+    );
+    t.feed(Input::LocalOffer(Some(PUBLISHER_OFFER.into())));
+    let a = t.signal(answer());
+    assert!(
+        matches!(
+            &a[..],
+            [
+                Action::AcceptAnswer(_),
+                Action::CreateOffer { ice_restart: false }
+            ]
+        ),
+        "{a:?}"
+    );
+    // Nothing changed after all: the negotiation ends quietly.
+    assert!(t.feed(Input::LocalOffer(None)).is_empty());
+
+    // Mute is told to the server and to the user; unpublish stops the track and
+    // renegotiates.
+    assert!(t.engine.mute("TR_1", true));
+    let a = t.actions();
+    assert!(
+        matches!(&a[0], Action::SendSignal(r) if matches!(**r, Req::Mute(ref m) if m.sid == "TR_1" && m.muted))
+    );
+    assert!(
+        matches!(&a[1], Action::Emit(RoomEvent::TrackMuted { identity, muted: true, .. }) if identity == "me")
+    );
+    assert!(t.engine.unpublish("TR_1"));
+    let a = t.actions();
+    assert!(matches!(&a[0], Action::StopSending { cid, forget: true } if cid == "c1"));
+    assert!(matches!(&a[1], Action::CreateOffer { .. }));
+    assert!(
+        matches!(&a[2], Action::Emit(RoomEvent::LocalTrackUnpublished { sid }) if sid == "TR_1")
+    );
+    assert!(!t.engine.unpublish("TR_1"), "already gone");
+    assert_eq!(t.shared.state.lock().local_tracks.len(), 1);
+}
+
+#[test]
+fn a_track_the_server_never_accepts_fails_its_publication() {
+    let mut t = Trace::joined(&[]);
+    t.engine.publish(t.now, add_track("c1"));
+    t.actions();
+    let a = t.advance(super::media::PUBLISH_TIMEOUT);
+    assert!(
+        matches!(&a[..], [Action::PublishDone { cid, result: Err(super::PublishError::Timeout(_)) }] if cid == "c1"),
+        "{a:?}"
+    );
+    // Before the room is connected, a publication is refused at once.
+    let mut t = Trace::new();
+    t.engine.publish(t.now, add_track("c9"));
+    assert!(matches!(
+        &t.actions()[..],
+        [Action::PublishDone {
+            result: Err(super::PublishError::NotConnected),
+            ..
+        }]
+    ));
+}
+
+#[tokio::test]
+async fn media_before_its_track_waits_and_a_track_that_goes_is_unsubscribed_first() {
+    let mut t = Trace::joined(&[("PA_a", "alice")]);
+    let (remote, _packets) = crate::audio::RemoteAudioTrack::new("TR_a", 1);
+    // The subscriber's offer came before the participant update naming the track.
+    let a = t.feed(Input::RemoteAudio {
+        mid: "1".into(),
+        sid: "TR_a".into(),
+        track: Some(remote.clone()),
+    });
+    assert!(a.is_empty(), "{a:?}");
+    let mut alice = participant("PA_a", "alice");
+    alice.version = 2;
+    alice.tracks = vec![track_info("TR_a")];
+    let a = t.signal(Resp::Update(proto::ParticipantUpdate {
+        participants: vec![alice.clone()],
+    }));
+    let names: Vec<&str> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(RoomEvent::TrackPublished { .. }) => Some("published"),
+            Action::Emit(RoomEvent::TrackSubscribed { .. }) => Some("subscribed"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["published", "subscribed"]);
+    let mut frames = remote.listen();
+
+    alice.version = 3;
+    alice.tracks.clear();
+    let a = t.signal(Resp::Update(proto::ParticipantUpdate {
+        participants: vec![alice],
+    }));
+    let names: Vec<&str> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(RoomEvent::TrackUnsubscribed { sid, .. }) if sid == "TR_a" => {
+                Some("unsubscribed")
+            }
+            Action::Emit(RoomEvent::TrackUnpublished { sid, .. }) if sid == "TR_a" => {
+                Some("unpublished")
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["unsubscribed", "unpublished"]);
+    // Its listeners see the end.
+    assert!(frames.recv().await.is_none());
+    assert!(t.shared.state.lock().subscribed.is_empty());
+}
+
+#[tokio::test]
+async fn media_that_comes_during_the_join_is_subscribed_once_joined() {
+    let mut t = Trace::new();
+    let mut join = join_response(&[("PA_a", "alice")]);
+    join.other_participants[0].tracks = vec![track_info("TR_a")];
+    let a = t.feed(Input::Joined(Box::new(join.clone())));
+    assert!(matches!(
+        a[..],
+        [Action::NewPeers, Action::CreateOffer { .. }]
+    ));
+    let (remote, _packets) = crate::audio::RemoteAudioTrack::new("TR_a", 1);
+    assert!(t
+        .feed(Input::RemoteAudio {
+            mid: "1".into(),
+            sid: "TR_a".into(),
+            track: Some(remote),
+        })
+        .is_empty());
+    // Finish the join by hand (the helper expects a fresh engine).
+    t.feed(Input::LocalOffer(Some(PUBLISHER_OFFER.into())));
+    t.signal(answer());
+    let mut done = t.peer(PeerRole::Subscriber, PeerEvent::Connected);
+    done.extend(t.peer(
+        PeerRole::Subscriber,
+        PeerEvent::ChannelOpen(DataKind::Reliable),
+    ));
+    assert!(
+        done.iter().any(|a| matches!(a, Action::Emit(RoomEvent::TrackSubscribed { identity, sid, .. }) if identity == "alice" && sid == "TR_a")),
+        "{done:?}"
+    );
+}
