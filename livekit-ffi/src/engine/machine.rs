@@ -330,6 +330,7 @@ impl Engine {
                 self.act(Action::Emit(ev));
             }
             None => {
+                log::debug!("media for {sid} before its publication");
                 self.tracks.early.insert(sid, (mid, track));
             }
         }
@@ -342,6 +343,7 @@ impl Engine {
         mid: String,
         track: crate::audio::RemoteAudioTrack,
     ) -> RoomEvent {
+        log::debug!("subscribed to {sid} of {identity}");
         self.shared
             .state
             .lock()
@@ -550,7 +552,10 @@ impl Engine {
                     self.act(Action::ForgetSent);
                     self.shared.state.lock().resync(&join)
                 } else {
-                    *self.shared.state.lock() = RoomState::from_join(&join);
+                    let state = RoomState::from_join(&join);
+                    // What the user learns with the join; what follows comes as events.
+                    *self.shared.joined.lock() = state.remotes.values().cloned().collect();
+                    *self.shared.state.lock() = state;
                     self.act(Action::JoinResult(Ok(())));
                     vec![]
                 };

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) streams: Streams,
     /// Where our tracks' encoded audio goes: the current publisher connection.
     pub(crate) media_input: MediaInput,
+    /// The other participants as the join found them (before any event).
+    pub(crate) joined: Mutex<Vec<Participant>>,
 }
 
 impl Shared {
@@ -99,6 +101,7 @@ impl Shared {
             rpc: Rpc::default(),
             streams: Streams::new(options.max_stream_writers, options.max_stream_readers),
             media_input: MediaInput::default(),
+            joined: Mutex::new(Vec::new()),
         }
     }
 
@@ -249,6 +252,14 @@ impl Room {
 
     pub fn remote_participants(&self) -> Vec<Participant> {
         self.shared.state.lock().remotes.values().cloned().collect()
+    }
+
+    /// The other participants as the join found them: with the room's events,
+    /// which start right after the join, they make up the room with nothing seen
+    /// twice (a client building its view from `remote_participants` at some later
+    /// moment may see a change both there and in a queued event).
+    pub fn joined_participants(&self) -> Vec<Participant> {
+        self.shared.joined.lock().clone()
     }
 
     pub fn remote_participant(&self, identity: &str) -> Option<Participant> {

@@ -78,7 +78,7 @@ pub(super) fn connect(
                 let local =
                     owned_participant(server, &room.local_participant(), &room, handle, true);
                 let participants = room
-                    .remote_participants()
+                    .joined_participants()
                     .iter()
                     .map(|p| proto::connect_callback::ParticipantWithTracks {
                         participant: owned_participant(server, p, &room, handle, false),
