@@ -271,3 +271,67 @@ async fn audio_survives_a_resume_and_a_rejoin() {
     tone.abort();
     alice.disconnect().await;
 }
+
+/// A stereo source goes out as stereo Opus and comes back as two channels, each
+/// with its own tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stereo_keeps_its_two_channels() {
+    common::init_logs();
+    let server = Server::start();
+    let (alice, _alice_rx) = server.join("audio-stereo", "alice").await;
+    let (_bob, mut bob_rx) = server.join("audio-stereo", "bob").await;
+    let source = AudioSource::new(48_000, 2, 100).unwrap();
+    let track = LocalAudioTrack::new("stereo", source.clone());
+    let player = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let chunk: Vec<i16> = (0..480)
+                .flat_map(|i| {
+                    let t = (n + i) as f64 / 48_000.0;
+                    let tone =
+                        |f: f64| ((2.0 * std::f64::consts::PI * f * t).sin() * 8000.0) as i16;
+                    [tone(440.0), tone(1000.0)]
+                })
+                .collect();
+            n += 480;
+            if source.capture(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let info = alice
+        .publish_audio(&track, PublishOptions::default())
+        .await
+        .unwrap();
+    assert!(info
+        .audio_features
+        .contains(&(livekit_ffi::proto::AudioTrackFeature::TfStereo as i32)));
+    let (_, remote) = subscribed(&mut bob_rx, "alice").await;
+    let mut frames = remote.listen();
+    let (mut left, mut right) = (vec![], vec![]);
+    let mut skip = 30;
+    while left.len() < 48_000 {
+        let f = tokio::time::timeout(T, frames.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.channels, 2, "stereo frames");
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        for c in f.samples.chunks_exact(2) {
+            left.push(f64::from(c[0]));
+            right.push(f64::from(c[1]));
+        }
+    }
+    assert!(
+        power(&left, 440.0) > 30.0 * power(&left, 1000.0),
+        "left is 440 Hz"
+    );
+    assert!(
+        power(&right, 1000.0) > 30.0 * power(&right, 440.0),
+        "right is 1 kHz"
+    );
+    player.abort();
+}

@@ -257,14 +257,14 @@ impl PartialEq for RemoteAudioTrack {
 
 impl RemoteAudioTrack {
     /// A track decoding what comes through the returned sender.
-    pub fn new(sid: &str, channels: usize) -> (Self, mpsc::Sender<AudioPacket>) {
+    pub fn new(sid: &str) -> (Self, mpsc::Sender<AudioPacket>) {
         let (tx, rx) = mpsc::channel(LISTENER_QUEUE);
         let inner = Arc::new(RemoteInner {
             sid: sid.to_owned(),
             listeners: Mutex::new(Vec::new()),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(receive(Arc::downgrade(&inner), rx, channels.clamp(1, 2)));
+        let task = tokio::spawn(receive(Arc::downgrade(&inner), rx));
         *inner.task.lock() = Some(task);
         (Self { inner }, tx)
     }
@@ -303,19 +303,15 @@ fn deliver(inner: &RemoteInner, frame: PcmFrame) {
 
 /// The decoding loop of a remote track: jitter buffer, Opus with concealment,
 /// 10 ms frames out, and silence when packets stop.
-async fn receive(
-    track: std::sync::Weak<RemoteInner>,
-    mut packets: mpsc::Receiver<AudioPacket>,
-    channels: usize,
-) {
-    let mut decoder = match OpusDecoder::new(channels) {
-        Ok(d) => d,
-        Err(e) => return log::error!("remote audio track cannot decode: {e}"),
-    };
+async fn receive(track: std::sync::Weak<RemoteInner>, mut packets: mpsc::Receiver<AudioPacket>) {
+    // Made for the first packet, mono or stereo as it says (the stereo bit of the
+    // Opus TOC byte, RFC 6716 3.1): no need to know the publisher's options.
+    let mut decoder: Option<OpusDecoder> = None;
+    let mut channels = 1;
+    let mut frame = FRAME_10MS;
     let mut jitter = Jitter::default();
     let mut plays = Vec::new();
-    let frame = FRAME_10MS * channels;
-    let mut pending: Vec<i16> = Vec::with_capacity(frame * 12);
+    let mut pending: Vec<i16> = Vec::with_capacity(frame * 24);
     // Wall-clock time up to which audio has been handed out.
     let mut played_until: Option<Instant> = None;
     loop {
@@ -346,6 +342,22 @@ async fn receive(
             }
         }
         for play in plays.drain(..) {
+            if decoder.is_none() {
+                let Play::Decode(data) = &play else { continue };
+                channels = if data.first().is_some_and(|toc| toc & 0x04 != 0) {
+                    2
+                } else {
+                    1
+                };
+                frame = FRAME_10MS * channels;
+                match OpusDecoder::new(channels) {
+                    Ok(d) => decoder = Some(d),
+                    Err(e) => return log::error!("remote audio track cannot decode: {e}"),
+                }
+            }
+            let Some(decoder) = decoder.as_mut() else {
+                continue;
+            };
             let pcm = match play {
                 Play::Decode(data) => decoder.decode(&data),
                 Play::Conceal => decoder.conceal(),

@@ -430,14 +430,7 @@ impl Driver {
                 track: None,
             };
         }
-        let stereo = self.shared.state.lock().track(&sid).is_some_and(|(_, t)| {
-            #[allow(deprecated)] // older publishers say it only here
-            let stereo = t.stereo;
-            stereo
-                || t.audio_features
-                    .contains(&(proto::AudioTrackFeature::TfStereo as i32))
-        });
-        let (track, packets) = RemoteAudioTrack::new(&sid, if stereo { 2 } else { 1 });
+        let (track, packets) = RemoteAudioTrack::new(&sid);
         if let Some(subscriber) = &self.subscriber {
             let _ = subscriber.route_audio(&mid, Some(packets)).await;
         }

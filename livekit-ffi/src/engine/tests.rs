@@ -719,7 +719,7 @@ fn a_track_the_server_never_accepts_fails_its_publication() {
 #[tokio::test]
 async fn media_before_its_track_waits_and_a_track_that_goes_is_unsubscribed_first() {
     let mut t = Trace::joined(&[("PA_a", "alice")]);
-    let (remote, _packets) = crate::audio::RemoteAudioTrack::new("TR_a", 1);
+    let (remote, _packets) = crate::audio::RemoteAudioTrack::new("TR_a");
     // The subscriber's offer came before the participant update naming the track.
     let a = t.feed(Input::RemoteAudio {
         mid: "1".into(),
@@ -777,7 +777,7 @@ async fn media_that_comes_during_the_join_is_subscribed_once_joined() {
         a[..],
         [Action::NewPeers, Action::CreateOffer { .. }]
     ));
-    let (remote, _packets) = crate::audio::RemoteAudioTrack::new("TR_a", 1);
+    let (remote, _packets) = crate::audio::RemoteAudioTrack::new("TR_a");
     assert!(t
         .feed(Input::RemoteAudio {
             mid: "1".into(),
