@@ -174,6 +174,7 @@ impl PeerConnection {
             pending_offer: None,
             channels: HashMap::new(),
             open: HashMap::new(),
+            ours: Vec::new(),
             outbox,
             remote_described: false,
             flushing: Vec::new(),
@@ -318,6 +319,8 @@ struct Driver {
     pending_offer: Option<SdpPendingOffer>,
     channels: HashMap<ChannelId, DataKind>,
     open: HashMap<DataKind, ChannelId>,
+    /// The channels we opened (the server may open its own beside them).
+    ours: Vec<ChannelId>,
     /// What a publisher sends; the queue outlives this connection.
     outbox: Option<Arc<Outbox>>,
     remote_described: bool,
@@ -443,6 +446,7 @@ impl Driver {
             Event::Connected => self.emit(PeerEvent::Connected).await,
             Event::IceConnectionStateChange(s) => self.emit(PeerEvent::IceState(s)).await,
             Event::ChannelOpen(id, label) => {
+                log::debug!("{:?}: channel {label} open", self.role);
                 let kind = if label == DataKind::Lossy.label() {
                     DataKind::Lossy
                 } else {
@@ -452,8 +456,13 @@ impl Driver {
                 if let Some(mut ch) = self.rtc.channel(id) {
                     ch.set_buffered_amount_low_threshold(SEND_LOW_WATER);
                 }
-                // Prefer our own channels for sending; the server's are receive-only for us.
-                self.open.entry(kind).or_insert(id);
+                // Our own channels carry what we send; one the server opened is used
+                // only while none of ours is open.
+                if self.ours.contains(&id) {
+                    self.open.insert(kind, id);
+                } else {
+                    self.open.entry(kind).or_insert(id);
+                }
                 self.emit(PeerEvent::ChannelOpen(kind)).await;
             }
             Event::ChannelData(d) => {
@@ -469,10 +478,22 @@ impl Driver {
                 .await;
             }
             Event::ChannelClose(id) => {
+                log::debug!("{:?}: channel {id:?} closed", self.role);
+                self.ours.retain(|c| *c != id);
                 if let Some(kind) = self.channels.remove(&id) {
-                    // What waits for this channel stays queued for the next session.
                     if self.open.get(&kind) == Some(&id) {
                         self.open.remove(&kind);
+                        // Another open channel of the kind takes over (ours first);
+                        // with none, what waits stays queued for the next session.
+                        let next = self
+                            .channels
+                            .iter()
+                            .filter(|(_, k)| **k == kind)
+                            .map(|(c, _)| *c)
+                            .max_by_key(|c| self.ours.contains(c));
+                        if let Some(next) = next {
+                            self.open.insert(kind, next);
+                        }
                     }
                 }
             }
@@ -641,20 +662,21 @@ impl Driver {
                     api.set_direction(mid, Direction::Inactive);
                 }
                 if self.open.is_empty() && self.channels.is_empty() {
-                    api.add_channel_with_config(ChannelConfig {
+                    let reliable = api.add_channel_with_config(ChannelConfig {
                         label: DataKind::Reliable.label().into(),
                         ordered: true,
                         reliability: Reliability::Reliable,
                         negotiated: None,
                         protocol: String::new(),
                     });
-                    api.add_channel_with_config(ChannelConfig {
+                    let lossy = api.add_channel_with_config(ChannelConfig {
                         label: DataKind::Lossy.label().into(),
                         ordered: false,
                         reliability: Reliability::MaxRetransmits { retransmits: 0 },
                         negotiated: None,
                         protocol: String::new(),
                     });
+                    self.ours.extend([reliable, lossy]);
                 }
                 let result = match api.apply() {
                     Some((offer, pending)) => {

@@ -29,6 +29,7 @@ import itertools
 import logging
 import os
 import threading
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ._proto import ffi_pb2 as proto_ffi
@@ -474,12 +475,52 @@ class FfiClient:
                     logger.exception("failed to drop native handle %d", handle)
 
 
+class _LoopInbox:
+    """Events waiting to be handled on one loop. The core's thread appends; one
+    scheduled drain hands them all over in order: a burst (the two frames of an
+    audio packet, frames of several tracks) costs the loop one wake-up, not one each."""
+
+    __slots__ = ("loop", "items", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: List[Tuple[EventHandler, proto_ffi.FfiEvent]] = []
+        self.scheduled = False
+
+    def drain(self) -> None:
+        with _inbox_lock:
+            items, self.items = self.items, []
+            self.scheduled = False
+        for fn, event in items:
+            try:
+                fn(event)
+            except Exception:
+                logger.exception("an event handler failed")
+
+
+_inbox_lock = threading.Lock()
+_inboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _post(loop: asyncio.AbstractEventLoop, fn: EventHandler, event: proto_ffi.FfiEvent) -> bool:
-    try:
-        loop.call_soon_threadsafe(fn, event)
+    """Queues `fn(event)` on `loop`; `False` when the loop is closed."""
+    with _inbox_lock:
+        inbox = _inboxes.get(loop)
+        if inbox is None:
+            inbox = _inboxes[loop] = _LoopInbox(loop)
+        if inbox.scheduled:
+            inbox.items.append((fn, event))
+            return True
+        try:
+            loop.call_soon_threadsafe(inbox.drain)
+        except RuntimeError:  # the loop is closed
+            del _inboxes[loop]
+            return False
+        inbox.items.append((fn, event))
+        inbox.scheduled = True
         return True
-    except RuntimeError:  # the loop is closed
-        return False
 
 
 def _forward_logs(batch: proto_ffi.LogBatch) -> None:
