@@ -185,18 +185,27 @@ fn local_track(server: &FfiServer, handle: u64) -> FfiResult<LocalParts> {
         .ok_or_else(|| FfiError::Invalid(format!("handle {handle} is not a local track")))
 }
 
-fn publish_options(o: &proto::TrackPublishOptions) -> PublishOptions {
+/// The server's track source for the FFI's (the two enums number them apart);
+/// `unset` when the request names none.
+fn server_source(
+    source: Option<i32>,
+    unset: crate::proto::TrackSource,
+) -> crate::proto::TrackSource {
     use crate::proto::TrackSource as S;
-    let source = match o.source.and_then(|s| proto::TrackSource::try_from(s).ok()) {
+    match source.and_then(|s| proto::TrackSource::try_from(s).ok()) {
         Some(proto::TrackSource::SourceCamera) => S::Camera,
+        Some(proto::TrackSource::SourceMicrophone) => S::Microphone,
         Some(proto::TrackSource::SourceScreenshare) => S::ScreenShare,
         Some(proto::TrackSource::SourceScreenshareAudio) => S::ScreenShareAudio,
         Some(proto::TrackSource::SourceUnknown) => S::Unknown,
-        Some(proto::TrackSource::SourceMicrophone) | None => S::Microphone,
-    };
+        None => unset,
+    }
+}
+
+fn publish_options(o: &proto::TrackPublishOptions) -> PublishOptions {
     let defaults = PublishOptions::default();
     PublishOptions {
-        source,
+        source: server_source(o.source, defaults.source),
         dtx: o.dtx.unwrap_or(defaults.dtx),
         red: o.red.unwrap_or(defaults.red),
         stream: o.stream.clone().unwrap_or_default(),
@@ -425,17 +434,7 @@ pub(super) fn audio_stream_from_participant(
     let (room, identity) = server.with_handle::<FfiParticipant, _>(r.participant_handle, |p| {
         (p.room.clone(), p.identity.clone())
     })?;
-    use crate::proto::TrackSource as S;
-    let source = match r
-        .track_source
-        .and_then(|s| proto::TrackSource::try_from(s).ok())
-    {
-        Some(proto::TrackSource::SourceMicrophone) => S::Microphone,
-        Some(proto::TrackSource::SourceScreenshareAudio) => S::ScreenShareAudio,
-        Some(proto::TrackSource::SourceCamera) => S::Camera,
-        Some(proto::TrackSource::SourceScreenshare) => S::ScreenShare,
-        Some(proto::TrackSource::SourceUnknown) | None => S::Unknown,
-    };
+    let source = server_source(r.track_source, crate::proto::TrackSource::Unknown);
     let format = Format::new(r.sample_rate, r.num_channels, r.frame_size_ms)?;
     let follow = Follow::Participant {
         room,
@@ -477,13 +476,24 @@ impl Converter {
 
     /// Takes one frame in; whole output frames come out.
     fn push(&mut self, f: &PcmFrame, out: &mut Vec<Vec<i16>>) {
-        let mixed = remix(&f.samples, f.channels, self.format.channels);
+        let same_channels = f.channels == self.format.channels;
         match &mut self.resampler {
-            Some(r) => match r.push(&mixed) {
-                Ok(s) => self.pending.extend(s),
-                Err(e) => log::debug!("audio stream cannot resample: {e}"),
-            },
-            None => self.pending.extend(mixed),
+            Some(r) => {
+                let pushed = if same_channels {
+                    r.push(&f.samples)
+                } else {
+                    r.push(&remix(&f.samples, f.channels, self.format.channels))
+                };
+                match pushed {
+                    Ok(s) => self.pending.extend(s),
+                    Err(e) => log::debug!("audio stream cannot resample: {e}"),
+                }
+            }
+            // Per frame on the hot path: no intermediate copy when nothing changes.
+            None if same_channels => self.pending.extend_from_slice(&f.samples),
+            None => self
+                .pending
+                .extend(remix(&f.samples, f.channels, self.format.channels)),
         }
         let n = self.format.frame * self.format.channels;
         while self.pending.len() >= n {
