@@ -28,8 +28,16 @@ class FakeNative:
         self.dropped: List[int] = []
         self.cancel_result = True
 
-    def initialize(self, callback: Callable[[bytes], None], capture_logs: bool, sdk: str, v: str) -> None:
+    def initialize(
+        self,
+        callback: Callable[[bytes], None],
+        capture_logs: bool,
+        sdk: str,
+        v: str,
+        frame_callback: Optional[Callable[..., None]] = None,
+    ) -> None:
         self.callback = callback
+        self.frame_callback = frame_callback
 
     def request(self, data: bytes) -> bytes:
         req = proto_ffi.FfiRequest.FromString(data)

@@ -20,9 +20,9 @@ pub(crate) struct FfiAudioResampler;
 
 /// Samples the client copies, then releases by dropping the handle.
 pub(crate) struct FfiAudioBuffer {
-    /// Read by the client through the pointer it was given; held here only.
-    #[allow(dead_code)]
-    data: Vec<i16>,
+    /// Read by the client through the pointer it was given, or taken whole
+    /// ([`super::FfiServer::take_audio_buffer`]).
+    pub(super) data: Vec<i16>,
 }
 
 fn quality(q: i32) -> ResampleQuality {
@@ -217,6 +217,47 @@ pub(super) fn owned_buffer(
         handle: proto::FfiOwnedHandle { id },
         info,
     }
+}
+
+/// A frame an audio stream received, out of its event and buffer handle.
+#[derive(Debug)]
+pub struct ReceivedAudioFrame {
+    pub stream_handle: u64,
+    pub sample_rate: u32,
+    pub num_channels: u32,
+    pub samples_per_channel: u32,
+    /// Interleaved samples.
+    pub data: Vec<i16>,
+}
+
+/// The first byte of a serialized `FfiEvent` carrying an `AudioStreamEvent` (field 4,
+/// length-delimited): the one set field of the oneof comes first.
+const AUDIO_STREAM_EVENT_TAG: u8 = (4 << 3) | 2;
+
+pub(super) fn take_frame_event(server: &FfiServer, event: &[u8]) -> Option<ReceivedAudioFrame> {
+    use prost::Message;
+    if event.first() != Some(&AUDIO_STREAM_EVENT_TAG) {
+        return None;
+    }
+    let Ok(proto::FfiEvent {
+        message: Some(Ev::AudioStreamEvent(stream_event)),
+    }) = proto::FfiEvent::decode(event)
+    else {
+        return None;
+    };
+    let Some(proto::audio_stream_event::Message::FrameReceived(received)) = stream_event.message
+    else {
+        return None;
+    };
+    let owned = received.frame;
+    let buffer = server.take_handle::<FfiAudioBuffer>(owned.handle.id).ok()?;
+    Some(ReceivedAudioFrame {
+        stream_handle: stream_event.stream_handle,
+        sample_rate: owned.info.sample_rate,
+        num_channels: owned.info.num_channels,
+        samples_per_channel: owned.info.samples_per_channel,
+        data: buffer.data,
+    })
 }
 
 /// The source behind an audio source handle.

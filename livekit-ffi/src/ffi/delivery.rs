@@ -14,7 +14,11 @@ use std::thread::ThreadId;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::EventSink;
+use super::{BatchSink, EventSink};
+
+/// Most events handed to the sink in one call: bounds how long a client's lock (the
+/// GIL) is held for one batch.
+const MAX_BATCH: usize = 64;
 
 /// Default byte bound of undelivered events: a busy room (a few Mbit/s of data)
 /// for 30 s with the client stalled.
@@ -29,11 +33,33 @@ pub enum Class {
     Droppable,
 }
 
+/// The events of one delivery, handed out in order while the sink that got them is
+/// still the current one.
+pub struct Batch<'a> {
+    events: &'a mut VecDeque<Vec<u8>>,
+    generation: u64,
+    current: &'a AtomicU64,
+    taken: u64,
+}
+
+impl Iterator for Batch<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.current.load(Ordering::SeqCst) != self.generation {
+            return None;
+        }
+        let event = self.events.pop_front()?;
+        self.taken += 1;
+        Some(event)
+    }
+}
+
 struct State {
     queue: VecDeque<Vec<u8>>,
     bytes: usize,
     bound: usize,
-    sink: Option<EventSink>,
+    sink: Option<BatchSink>,
     /// The delivery thread is inside the sink right now.
     delivering: bool,
     /// Events dropped since the last warning about it.
@@ -43,6 +69,9 @@ struct State {
 
 pub(crate) struct Delivery {
     state: Mutex<State>,
+    /// Counts sink replacements: a batch stops handing out events once its sink has
+    /// been replaced, and what it did not hand out goes to the new sink.
+    generation: AtomicU64,
     /// Wakes the delivery thread (new event) and `close` (a delivery ended).
     changed: Condvar,
     dropped: AtomicU64,
@@ -76,18 +105,29 @@ impl Delivery {
                 thread_started: false,
             }),
             changed: Condvar::new(),
+            generation: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             thread: Mutex::new(None),
         }
     }
 
+    /// Sets (or replaces) a sink that takes one event per call.
+    pub(crate) fn open(self: &Arc<Self>, sink: EventSink) {
+        self.open_batched(Arc::new(move |batch: &mut Batch<'_>| {
+            for event in batch {
+                sink(&event);
+            }
+        }));
+    }
+
     /// Sets (or replaces) the sink. Never waits for a delivery under way, so a client
     /// may call it from inside its own callback or while holding its own locks.
-    pub(crate) fn open(self: &Arc<Self>, sink: EventSink) {
+    pub(crate) fn open_batched(self: &Arc<Self>, sink: BatchSink) {
         let start = {
             let mut st = self.state.lock();
             st.sink = Some(sink);
+            self.generation.fetch_add(1, Ordering::SeqCst);
             !std::mem::replace(&mut st.thread_started, true)
         };
         if start {
@@ -160,14 +200,25 @@ impl Delivery {
 
     fn run(&self) {
         *self.thread.lock() = Some(std::thread::current().id());
+        let mut batch: VecDeque<Vec<u8>> = VecDeque::with_capacity(MAX_BATCH);
         let mut st = self.state.lock();
         loop {
-            let Some(event) = st.queue.pop_front() else {
+            if st.queue.is_empty() {
                 self.changed.wait(&mut st);
                 continue;
-            };
-            st.bytes -= event.len();
+            }
+            // Everything queued so far (up to a bound) goes in one call: a client that
+            // takes a lock per call (the GIL) takes it once per burst.
+            while batch.len() < MAX_BATCH {
+                let Some(event) = st.queue.pop_front() else {
+                    break;
+                };
+                st.bytes -= event.len();
+                batch.push_back(event);
+            }
+            let generation = self.generation.load(Ordering::SeqCst);
             let Some(sink) = st.sink.clone() else {
+                batch.clear();
                 continue;
             };
             let caught_up = st.dropped_unreported > 0 && st.bytes < st.bound / 2;
@@ -181,11 +232,24 @@ impl Delivery {
             if dropped > 0 {
                 log::warn!("the client caught up; {dropped} lossy events were dropped");
             }
+            let mut handed = Batch {
+                events: &mut batch,
+                generation,
+                current: &self.generation,
+                taken: 0,
+            };
             // A panicking sink must not end delivery for good.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(&event)));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(&mut handed)));
+            let taken = handed.taken;
             drop(sink);
-            self.delivered.fetch_add(1, Ordering::Relaxed);
+            self.delivered.fetch_add(taken, Ordering::Relaxed);
             st = self.state.lock();
+            // Events the sink did not take (it was replaced meanwhile) go first to
+            // the next one, in order.
+            while let Some(event) = batch.pop_back() {
+                st.bytes += event.len();
+                st.queue.push_front(event);
+            }
             st.delivering = false;
             self.changed.notify_all();
         }
@@ -271,6 +335,51 @@ mod tests {
             out_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
             vec![b'l'; 10]
         );
+        d.close();
+    }
+
+    #[test]
+    fn a_batch_sink_takes_bursts_in_order() {
+        let d = Arc::new(Delivery::new());
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let gate_rx = Mutex::new(gate_rx);
+        let (out_tx, out_rx) = mpsc::channel::<Vec<Vec<u8>>>();
+        let out_tx = Mutex::new(out_tx);
+        d.open_batched(Arc::new(move |batch: &mut Batch<'_>| {
+            let events: Vec<_> = batch.collect();
+            if events.first().map(Vec::as_slice) == Some(b"gate") {
+                let _ = gate_rx.lock().recv();
+            }
+            let _ = out_tx.lock().send(events);
+        }));
+        assert!(d.push(b"gate".to_vec(), Class::Keep));
+        while d.stats().queued_events > 0 {
+            std::thread::yield_now();
+        }
+        // Queued while the sink is busy: handed over together, at most MAX_BATCH at once.
+        for i in 0..100 {
+            assert!(d.push(i.to_string().into_bytes(), Class::Keep));
+        }
+        gate_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut calls = 0;
+        while got.len() < 101 {
+            let batch = out_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(batch.len() <= MAX_BATCH);
+            got.extend(batch);
+            calls += 1;
+        }
+        assert!(calls <= 4, "101 events in {calls} calls");
+        let want: Vec<_> = std::iter::once(b"gate".to_vec())
+            .chain((0..100).map(|i| i.to_string().into_bytes()))
+            .collect();
+        assert_eq!(got, want);
+        // Counted once the sink has returned.
+        let started = std::time::Instant::now();
+        while d.stats().delivered < 101 && started.elapsed() < Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+        assert_eq!(d.stats().delivered, 101);
         d.close();
     }
 

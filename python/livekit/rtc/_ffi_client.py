@@ -30,13 +30,27 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from ._proto import ffi_pb2 as proto_ffi
 from .log import logger
 from .version import __version__
 
-EventHandler = Callable[[proto_ffi.FfiEvent], None]
+
+
+class ReceivedFrame(NamedTuple):
+    """An audio stream's received frame as the native module hands it over: its own
+    samples, no handle (see `FfiClient._on_audio_frame`)."""
+
+    data: bytearray
+    sample_rate: int
+    num_channels: int
+    samples_per_channel: int
+
+
+# What a route, a waiter or a room is handed: an event, or a frame out of one.
+Delivered = Union[proto_ffi.FfiEvent, ReceivedFrame]
+EventHandler = Callable[[Any], None]
 
 # Room events seen before their room is routed (the connect callback and the room's
 # first events race on different core threads). Bounded: a stray handle cannot grow it.
@@ -177,12 +191,14 @@ class FfiClient:
         self._early: Dict[int, List[proto_ffi.FfiEvent]] = {}
         self._early_count = 0
         self._closed_rooms: Dict[int, None] = {}
-        self._held: Dict[Tuple[str, int], List[proto_ffi.FfiEvent]] = {}
+        self._held: Dict[Tuple[str, int], List[Delivered]] = {}
         self._held_count = 0
         self._ended_routes: Dict[Tuple[str, int], None] = {}
         self._doomed: List[int] = []
         self._janitor: Optional[threading.Thread] = None
-        native.initialize(self._on_event, True, "python", __version__)
+        native.initialize(
+            self._on_event, True, "python", __version__, frame_callback=self._on_audio_frame
+        )
         if register_atexit:
             atexit.register(self.dispose)
 
@@ -362,6 +378,22 @@ class FfiClient:
             # Never let an exception unwind into the core's thread.
             logger.exception("failed to handle an event from the livekit core")
 
+    def _on_audio_frame(
+        self,
+        stream_handle: int,
+        data: bytearray,
+        sample_rate: int,
+        num_channels: int,
+        samples_per_channel: int,
+    ) -> None:
+        # The hot path of received audio (100 calls a second per stream): the native
+        # module has already taken the samples out of their event and handle.
+        try:
+            frame = ReceivedFrame(data, sample_rate, num_channels, samples_per_channel)
+            self._on_keyed_event("audio_stream_event", stream_handle, frame)
+        except Exception:
+            logger.exception("failed to handle an audio frame from the livekit core")
+
     def _on_callback(self, async_id: int, event: proto_ffi.FfiEvent) -> None:
         with self._lock:
             waiter = self._waiters.pop(async_id, None)
@@ -400,7 +432,7 @@ class FfiClient:
                 _post(waiter.loop, waiter.room_sink, early)
         return []
 
-    def _on_keyed_event(self, kind: str, handle: int, event: proto_ffi.FfiEvent) -> None:
+    def _on_keyed_event(self, kind: str, handle: int, event: Delivered) -> None:
         key = (kind, handle)
         with self._lock:
             route = self._routes.get(key)
@@ -445,7 +477,9 @@ class FfiClient:
         if orphan_room:
             self._drop_later([room_handle])
 
-    def _orphan(self, event: proto_ffi.FfiEvent) -> None:
+    def _orphan(self, event: Delivered) -> None:
+        if isinstance(event, ReceivedFrame):
+            return  # owns no handle
         handles = owned_handles(event)
         if handles:
             self._drop_later(handles)
@@ -484,7 +518,7 @@ class _LoopInbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.items: List[Tuple[EventHandler, proto_ffi.FfiEvent]] = []
+        self.items: List[Tuple[EventHandler, Delivered]] = []
         self.scheduled = False
 
     def drain(self) -> None:
@@ -504,7 +538,7 @@ _inboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox]" = (
 )
 
 
-def _post(loop: asyncio.AbstractEventLoop, fn: EventHandler, event: proto_ffi.FfiEvent) -> bool:
+def _post(loop: asyncio.AbstractEventLoop, fn: EventHandler, event: Delivered) -> bool:
     """Queues `fn(event)` on `loop`; `False` when the loop is closed."""
     with _inbox_lock:
         inbox = _inboxes.get(loop)

@@ -165,6 +165,20 @@ class AudioFrame:
         info.samples_per_channel = self._samples_per_channel
         return info
 
+    @classmethod
+    def _received(
+        cls, data: bytearray, sample_rate: int, num_channels: int, samples_per_channel: int
+    ) -> "AudioFrame":
+        """A frame around samples the native module copied for it (trusted: their size
+        matches, so the checks of `__init__` are skipped on this hot path)."""
+        frame = cls.__new__(cls)
+        frame._data = data
+        frame._sample_rate = sample_rate
+        frame._num_channels = num_channels
+        frame._samples_per_channel = samples_per_channel
+        frame._userdata = {}
+        return frame
+
     @staticmethod
     def _from_owned_info(owned: proto_audio.OwnedAudioFrameBuffer) -> "AudioFrame":
         """Copies a buffer the core handed over, then releases its handle."""

@@ -24,7 +24,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, Optional, Union
 
-from ._ffi_client import FfiClient
+from ._ffi_client import Delivered, FfiClient, ReceivedFrame
 from ._proto import audio_frame_pb2 as proto_audio
 from ._proto import ffi_pb2 as proto_ffi
 from ._proto.track_pb2 import TrackSource
@@ -64,9 +64,12 @@ def _close_native(handle: int) -> None:
     client.drop_handle(handle)
 
 
-def _deliver(ref: "weakref.ref[AudioStream]", event: proto_ffi.FfiEvent) -> None:
+def _deliver(ref: "weakref.ref[AudioStream]", event: Delivered) -> None:
     stream = ref()
-    if stream is not None:
+    if isinstance(event, ReceivedFrame):
+        if stream is not None:
+            stream._on_frame(event)
+    elif stream is not None:
         stream._on_event(event.audio_stream_event)
     elif event.audio_stream_event.HasField("frame_received"):
         # The stream was collected before its finalizer ran: free the frame.
@@ -257,21 +260,25 @@ class AudioStream:
             if self._closed:
                 FfiClient.instance().drop_handle(owned.handle.id)
                 return
-            frame = AudioFrame._from_owned_info(owned)  # copies, then drops the handle
-            processor = self._processor
-            if processor is not None and processor.enabled:
-                try:
-                    frame = processor._process(frame)
-                except Exception:
-                    logger.warning(
-                        "audio frame processor failed; frame passed unchanged", exc_info=True
-                    )
-            self._push(AudioFrameEvent(frame))
+            self._push_frame(AudioFrame._from_owned_info(owned))  # copied, handle dropped
         elif which == "eos":
             self._ended = True
             self._handle = None
             self._finalizer()
             self._ready.set()
+
+    def _on_frame(self, received: ReceivedFrame) -> None:
+        if not self._closed:
+            self._push_frame(AudioFrame._received(*received))
+
+    def _push_frame(self, frame: AudioFrame) -> None:
+        processor = self._processor
+        if processor is not None and processor.enabled:
+            try:
+                frame = processor._process(frame)
+            except Exception:
+                logger.warning("audio frame processor failed; frame passed unchanged", exc_info=True)
+        self._push(AudioFrameEvent(frame))
 
     def _push(self, item: AudioFrameEvent) -> None:
         if len(self._frames) >= self._capacity:
