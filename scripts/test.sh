@@ -21,6 +21,9 @@ RUSTFLAGS="--cfg portable_atomic_unsafe_assume_single_core" \
 echo "== rust: tests (real LiveKit server on loopback)"
 cargo test --workspace -- --test-threads=4
 
+echo "== firmware: ESP32-C3 image and livekit-core tests on rv32 (QEMU)"
+bash "$ROOT/scripts/firmware.sh"
+
 echo "== python: build and install the package (pip install .)"
 PY="$("$ROOT/scripts/python-env.sh")"
 

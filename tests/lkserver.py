@@ -81,6 +81,16 @@ class LiveKitServer:
             self.stop()
         raise RuntimeError(f"LiveKit server did not start; see {self.dir / 'server.log'}")
 
+    def restart(self) -> None:
+        """Stops the server and starts it again on the same ports (clients see the
+        server go away and come back)."""
+        self.stop()
+        log = open(self.dir / "server.log", "ab")
+        cfg = self.dir / "livekit.yaml"
+        self.proc = subprocess.Popen([server_binary(), "--config", str(cfg)], stdout=log, stderr=log)
+        if not self._wait_ready(20.0):
+            raise RuntimeError(f"LiveKit server did not restart; see {self.dir / 'server.log'}")
+
     def _wait_ready(self, within: float) -> bool:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:

@@ -52,11 +52,11 @@ impl DataKind {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn labels_name_the_channels_both_ways() {
         for k in DataKind::ALL {
             assert_eq!(DataKind::from_label(k.label()), Some(k));
@@ -65,4 +65,10 @@ mod tests {
         assert_eq!(DataKind::from_label("_data_track"), None);
         assert_eq!(DataKind::Lossy.packet_kind(), Kind::Lossy);
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[(
+        "labels_name_the_channels_both_ways",
+        labels_name_the_channels_both_ways,
+    )];
 }

@@ -50,12 +50,12 @@ impl fmt::Display for ConnectionState {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
     use alloc::string::ToString;
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn states_round_trip_through_their_number_and_show_their_name() {
         for s in ConnectionState::ALL {
             assert_eq!(ConnectionState::from_u8(s as u8), Some(s));
@@ -64,4 +64,10 @@ mod tests {
         assert_eq!(ConnectionState::default(), ConnectionState::Disconnected);
         assert_eq!(ConnectionState::Reconnecting.to_string(), "RECONNECTING");
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[(
+        "states_round_trip_through_their_number_and_show_their_name",
+        states_round_trip_through_their_number_and_show_their_name,
+    )];
 }

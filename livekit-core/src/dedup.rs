@@ -123,8 +123,8 @@ impl DuplicateFilter {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
     use crate::channel::DataKind;
     use crate::outbox::{Outbox, UserData};
@@ -133,7 +133,7 @@ mod tests {
 
     const TTL_MS: u64 = 30_000;
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn duplicates_are_dropped_per_sender_and_forgotten_after_ttl() {
         let mut f = DuplicateFilter::default();
         assert!(f.accept("alice", 1, 0));
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(f.tracked_senders(), 1);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn older_numbers_are_duplicates_and_gaps_are_not() {
         let mut f = DuplicateFilter::default();
         assert!(f.accept("a", 5, 0));
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(f.tracked_senders(), 1);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_sender_that_keeps_talking_is_not_forgotten() {
         let mut f = DuplicateFilter::default();
         for i in 1..=100u32 {
@@ -169,7 +169,7 @@ mod tests {
         assert!(!f.accept("a", 100, 100_500));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn numbers_that_wrap_are_new() {
         let mut f = DuplicateFilter::default();
         assert!(f.accept("a", u32::MAX - 1, 0));
@@ -179,7 +179,7 @@ mod tests {
         assert!(f.accept("a", 2, 0));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_clock_going_back_does_not_forget_or_panic() {
         let mut f = DuplicateFilter::default();
         assert!(f.accept("a", 1, 50_000));
@@ -188,7 +188,7 @@ mod tests {
         assert!(f.accept("a", 1, 10_000));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn the_sid_names_the_sender_when_there_is_one() {
         let mut f = DuplicateFilter::default();
         let mut p = DataPacket {
@@ -215,7 +215,7 @@ mod tests {
         f.accept_packet(&p, now_ms).then_some(p.sequence)
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn packets_sent_again_after_a_resume_are_delivered_once() {
         let mut alice = Outbox::<()>::default();
         let mut bob = DuplicateFilter::default();
@@ -246,4 +246,33 @@ mod tests {
         }
         assert_eq!(delivered, [1, 2, 3, 4, 5, 6]);
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "duplicates_are_dropped_per_sender_and_forgotten_after_ttl",
+            duplicates_are_dropped_per_sender_and_forgotten_after_ttl,
+        ),
+        (
+            "older_numbers_are_duplicates_and_gaps_are_not",
+            older_numbers_are_duplicates_and_gaps_are_not,
+        ),
+        (
+            "a_sender_that_keeps_talking_is_not_forgotten",
+            a_sender_that_keeps_talking_is_not_forgotten,
+        ),
+        ("numbers_that_wrap_are_new", numbers_that_wrap_are_new),
+        (
+            "a_clock_going_back_does_not_forget_or_panic",
+            a_clock_going_back_does_not_forget_or_panic,
+        ),
+        (
+            "the_sid_names_the_sender_when_there_is_one",
+            the_sid_names_the_sender_when_there_is_one,
+        ),
+        (
+            "packets_sent_again_after_a_resume_are_delivered_once",
+            packets_sent_again_after_a_resume_are_delivered_once,
+        ),
+    ];
 }

@@ -208,12 +208,12 @@ impl fmt::Display for FailureReason {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
     use alloc::string::ToString;
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn reason_round_trips_through_its_number() {
         for r in FailureReason::ALL {
             assert_eq!(FailureReason::from_u8(r as u8), Some(r));
@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(FailureReason::from_u8(u8::MAX), None);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn names_are_the_esp32_sdks() {
         assert_eq!(FailureReason::BadToken.to_string(), "BAD_TOKEN");
         assert_eq!(
@@ -237,7 +237,7 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn validate_status_maps_like_the_esp32_sdk() {
         use FailureReason as F;
         assert_eq!(F::from_validate_status(None), F::Unreachable);
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(F::from_validate_status(Some(200)), F::Other);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn leave_reasons_map_to_failure_reasons() {
         use disconnect_reason as d;
         use FailureReason as F;
@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(F::from_disconnect_reason(d::CLIENT_INITIATED), F::None);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_leave_without_a_reason_takes_the_fallback() {
         use disconnect_reason as d;
         use FailureReason as F;
@@ -293,7 +293,7 @@ mod tests {
         );
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn only_transient_reasons_are_retried() {
         use FailureReason as F;
         for r in [F::Unreachable, F::Rtc, F::PingTimeout, F::ServerShutdown] {
@@ -314,7 +314,7 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_resume_names_the_connection_that_failed() {
         assert_eq!(
             FailureReason::Rtc.reconnect_reason(),
@@ -325,4 +325,33 @@ mod tests {
             reconnect_reason::SIGNAL_DISCONNECTED
         );
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "reason_round_trips_through_its_number",
+            reason_round_trips_through_its_number,
+        ),
+        ("names_are_the_esp32_sdks", names_are_the_esp32_sdks),
+        (
+            "validate_status_maps_like_the_esp32_sdk",
+            validate_status_maps_like_the_esp32_sdk,
+        ),
+        (
+            "leave_reasons_map_to_failure_reasons",
+            leave_reasons_map_to_failure_reasons,
+        ),
+        (
+            "a_leave_without_a_reason_takes_the_fallback",
+            a_leave_without_a_reason_takes_the_fallback,
+        ),
+        (
+            "only_transient_reasons_are_retried",
+            only_transient_reasons_are_retried,
+        ),
+        (
+            "a_resume_names_the_connection_that_failed",
+            a_resume_names_the_connection_that_failed,
+        ),
+    ];
 }

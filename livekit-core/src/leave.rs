@@ -63,11 +63,11 @@ impl LeaveAction {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn leave_action_prefers_the_action_field() {
         assert_eq!(LeaveAction::from_request(1, false), LeaveAction::Resume);
         assert_eq!(LeaveAction::from_request(1, true), LeaveAction::Resume);
@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(LeaveAction::from_request(0, false), LeaveAction::Disconnect);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn an_unknown_action_goes_by_can_reconnect() {
         assert_eq!(LeaveAction::from_field(7), None);
         assert_eq!(LeaveAction::from_request(7, true), LeaveAction::Reconnect);
@@ -86,7 +86,7 @@ mod tests {
         );
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_leave_without_a_reason_stands_for_its_situation() {
         use FailureReason as F;
         for a in [
@@ -104,7 +104,7 @@ mod tests {
         );
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn only_an_invitation_back_with_a_transient_reason_is_retried() {
         use FailureReason as F;
         assert!(LeaveAction::Resume.retries(F::SignalClose));
@@ -112,4 +112,24 @@ mod tests {
         assert!(!LeaveAction::Disconnect.retries(F::SignalClose));
         assert!(!LeaveAction::Reconnect.retries(F::DuplicateIdentity));
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "leave_action_prefers_the_action_field",
+            leave_action_prefers_the_action_field,
+        ),
+        (
+            "an_unknown_action_goes_by_can_reconnect",
+            an_unknown_action_goes_by_can_reconnect,
+        ),
+        (
+            "a_leave_without_a_reason_stands_for_its_situation",
+            a_leave_without_a_reason_stands_for_its_situation,
+        ),
+        (
+            "only_an_invitation_back_with_a_transient_reason_is_retried",
+            only_an_invitation_back_with_a_transient_reason_is_retried,
+        ),
+    ];
 }

@@ -19,6 +19,7 @@
 //! - [`retry`]: the reconnection policy (attempts, backoff delays, give-up time).
 //! - [`rpc`]: calls made and answered over data packets (acks, timeouts, errors).
 //! - [`stream`]: data streams split into chunks and put back together, checked.
+//! - [`link`]: the framed link between a device (`livekit-device`) and its gateway.
 #![no_std]
 
 extern crate alloc;
@@ -28,6 +29,7 @@ pub mod connection;
 pub mod dedup;
 pub mod failure;
 pub mod leave;
+pub mod link;
 pub mod outbox;
 pub mod reliable;
 pub mod retry;
@@ -46,3 +48,7 @@ pub mod packet {
 
 pub mod rpc;
 pub mod stream;
+
+/// The unit tests as plain functions, for a runner without the test harness.
+#[cfg(any(test, feature = "selftest"))]
+pub mod selftest;

@@ -254,8 +254,8 @@ impl<D> Outbox<D> {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
     use alloc::vec;
 
@@ -281,7 +281,7 @@ mod tests {
         seqs
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn packets_keep_call_order_and_numbering() {
         let mut o = Outbox::<u8>::default();
         for i in 0..3u8 {
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!((o.queued(), o.queued_bytes(), o.kept()), (0, 0, 3));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn oversized_packets_are_refused_before_queueing() {
         let mut o = Outbox::<u8>::default();
         let err = o.push("me", user(&[0; 2000]), DataKind::Reliable, 1000, None);
@@ -349,7 +349,7 @@ mod tests {
         );
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_resume_sends_unacknowledged_packets_first_in_order() {
         let mut o = Outbox::<u8>::default();
         for i in 0..5u8 {
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(flush(&mut o), vec![4, 5]);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_resume_where_the_server_had_nothing_resends_everything_kept() {
         let mut o = Outbox::<u8>::default();
         for i in 0..3u8 {
@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(o.kept(), 0);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn the_resend_buffer_is_bounded() {
         let mut o = Outbox::<u8>::new(3000);
         for _ in 0..10 {
@@ -396,7 +396,7 @@ mod tests {
         assert!(o.kept() <= 3, "kept {}", o.kept());
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_new_session_resends_nothing_of_the_old_one() {
         let mut o = Outbox::<u8>::default();
         o.push("me", user(b"x"), DataKind::Reliable, 64_000, None)
@@ -411,7 +411,7 @@ mod tests {
         );
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn draining_hands_back_what_never_left() {
         let mut o = Outbox::<u8>::default();
         o.push("me", user(b"a"), DataKind::Reliable, 64_000, Some(1))
@@ -427,7 +427,7 @@ mod tests {
         assert_eq!((o.queued(), o.queued_bytes(), o.kept()), (0, 0, 0));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn user_packets_name_their_sender_and_recipients_twice() {
         let data = UserData {
             payload: b"hi".to_vec(),
@@ -445,4 +445,37 @@ mod tests {
             _ => panic!("not a user packet"),
         }
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "packets_keep_call_order_and_numbering",
+            packets_keep_call_order_and_numbering,
+        ),
+        (
+            "oversized_packets_are_refused_before_queueing",
+            oversized_packets_are_refused_before_queueing,
+        ),
+        (
+            "a_resume_sends_unacknowledged_packets_first_in_order",
+            a_resume_sends_unacknowledged_packets_first_in_order,
+        ),
+        (
+            "a_resume_where_the_server_had_nothing_resends_everything_kept",
+            a_resume_where_the_server_had_nothing_resends_everything_kept,
+        ),
+        ("the_resend_buffer_is_bounded", the_resend_buffer_is_bounded),
+        (
+            "a_new_session_resends_nothing_of_the_old_one",
+            a_new_session_resends_nothing_of_the_old_one,
+        ),
+        (
+            "draining_hands_back_what_never_left",
+            draining_hands_back_what_never_left,
+        ),
+        (
+            "user_packets_name_their_sender_and_recipients_twice",
+            user_packets_name_their_sender_and_recipients_twice,
+        ),
+    ];
 }

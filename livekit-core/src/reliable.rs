@@ -147,12 +147,12 @@ impl ResendBuffer {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
     use alloc::vec;
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn numbers_start_at_one_and_skip_zero_when_they_wrap() {
         let mut s = Sequencer::default();
         assert_eq!((s.take(), s.take()), (1, 2));
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(Sequencer::starting_at(0).peek(), 1);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn order_holds_across_the_wrap() {
         assert!(is_after(2, 1));
         assert!(!is_after(1, 2));
@@ -175,7 +175,7 @@ mod tests {
         assert!(is_after(10, u32::MAX - 10));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn acknowledged_packets_are_dropped_and_the_rest_kept_in_order() {
         let mut b = ResendBuffer::new(1000);
         for seq in 1..=5 {
@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(b.bytes(), 0);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn acknowledging_works_across_the_wrap() {
         let mut b = ResendBuffer::new(1000);
         let mut s = Sequencer::starting_at(u32::MAX - 1);
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(b.sequences().collect::<Vec<_>>(), vec![2]);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn the_budget_drops_the_oldest_first() {
         let mut b = ResendBuffer::new(3000);
         for seq in 1..=10 {
@@ -225,4 +225,25 @@ mod tests {
         b.clear();
         assert_eq!((b.len(), b.bytes()), (0, 0));
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "numbers_start_at_one_and_skip_zero_when_they_wrap",
+            numbers_start_at_one_and_skip_zero_when_they_wrap,
+        ),
+        ("order_holds_across_the_wrap", order_holds_across_the_wrap),
+        (
+            "acknowledged_packets_are_dropped_and_the_rest_kept_in_order",
+            acknowledged_packets_are_dropped_and_the_rest_kept_in_order,
+        ),
+        (
+            "acknowledging_works_across_the_wrap",
+            acknowledging_works_across_the_wrap,
+        ),
+        (
+            "the_budget_drops_the_oldest_first",
+            the_budget_drops_the_oldest_first,
+        ),
+    ];
 }

@@ -47,11 +47,11 @@ impl RetryPolicy {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn retry_delay_grows_and_is_capped() {
         let p = RetryPolicy::default();
         assert_eq!(p.delay(0), Duration::from_millis(100));
@@ -62,7 +62,7 @@ mod tests {
         assert_eq!(p.next(2, Duration::ZERO), Some(Duration::from_millis(2100)));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn delays_never_shrink_never_pass_the_cap_and_never_overflow() {
         let p = RetryPolicy {
             max_attempts: u32::MAX,
@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(tight.delay(0), Duration::from_millis(50));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn limits_are_exclusive_bounds() {
         let p = RetryPolicy::default();
         // The last allowed attempt and the last allowed instant still go ahead.
@@ -103,4 +103,17 @@ mod tests {
         };
         assert!(never.next(0, Duration::ZERO).is_none());
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "retry_delay_grows_and_is_capped",
+            retry_delay_grows_and_is_capped,
+        ),
+        (
+            "delays_never_shrink_never_pass_the_cap_and_never_overflow",
+            delays_never_shrink_never_pass_the_cap_and_never_overflow,
+        ),
+        ("limits_are_exclusive_bounds", limits_are_exclusive_bounds),
+    ];
 }

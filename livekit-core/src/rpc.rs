@@ -441,8 +441,8 @@ fn response(caller: &str, request_id: &str, answer: Result<String, &RpcError>) -
     )
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
 
     fn call(to: &str, payload: &str) -> Call {
@@ -475,7 +475,7 @@ mod tests {
         })
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_call_is_acked_answered_and_ended() {
         let (mut client, mut server) = (RpcClient::new(), RpcServer::new());
         server.register("greet");
@@ -500,7 +500,7 @@ mod tests {
         assert_eq!(client.in_flight(), 0);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn an_unknown_method_or_version_is_refused_after_the_ack() {
         let mut server = RpcServer::new();
         let r = packet::RpcRequest {
@@ -527,7 +527,7 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn payload_limits_are_checked_before_sending_and_answering() {
         let mut client = RpcClient::new();
         let big = "é".repeat(MAX_PAYLOAD_BYTES / 2 + 1);
@@ -551,7 +551,7 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn no_ack_is_a_connection_timeout_and_a_late_answer_a_response_timeout() {
         let mut client = RpcClient::new();
         client
@@ -579,7 +579,7 @@ mod tests {
         assert_eq!(client.next_deadline(), None);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn departures_and_disconnects_end_calls_cleanly() {
         let mut client = RpcClient::new();
         client.perform(0, 1, "a".into(), call("bob", "")).unwrap();
@@ -595,7 +595,7 @@ mod tests {
         assert_eq!(client.send_failed("a", "closed").map(|(h, _)| h), None);
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_handler_error_passes_through_with_its_code() {
         let (mut client, mut server) = (RpcClient::new(), RpcServer::new());
         server.register("greet");
@@ -614,4 +614,32 @@ mod tests {
             Some((5, Err(custom)))
         );
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "a_call_is_acked_answered_and_ended",
+            a_call_is_acked_answered_and_ended,
+        ),
+        (
+            "an_unknown_method_or_version_is_refused_after_the_ack",
+            an_unknown_method_or_version_is_refused_after_the_ack,
+        ),
+        (
+            "payload_limits_are_checked_before_sending_and_answering",
+            payload_limits_are_checked_before_sending_and_answering,
+        ),
+        (
+            "no_ack_is_a_connection_timeout_and_a_late_answer_a_response_timeout",
+            no_ack_is_a_connection_timeout_and_a_late_answer_a_response_timeout,
+        ),
+        (
+            "departures_and_disconnects_end_calls_cleanly",
+            departures_and_disconnects_end_calls_cleanly,
+        ),
+        (
+            "a_handler_error_passes_through_with_its_code",
+            a_handler_error_passes_through_with_its_code,
+        ),
+    ];
 }

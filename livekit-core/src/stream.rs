@@ -448,8 +448,8 @@ impl Receiver {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "selftest"))]
+pub(crate) mod tests {
     use super::*;
     use alloc::vec;
 
@@ -500,7 +500,7 @@ mod tests {
             .collect()
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn random_writes_come_back_identical_in_chunks_of_at_most_15000_bytes() {
         let mut rng = Lcg(7);
         let text: String = (0..120_000)
@@ -555,7 +555,7 @@ mod tests {
         p
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn reordered_missing_or_repeated_chunks_fail_the_stream() {
         let packets = byte_stream(50_000); // header, 4 chunks, trailer
         for (name, order) in [
@@ -588,7 +588,7 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn length_mismatches_and_corrupt_text_fail_the_stream() {
         // Fewer bytes than announced.
         let mut packets = byte_stream(20_000);
@@ -641,7 +641,7 @@ mod tests {
         ));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn a_sender_that_leaves_or_aborts_fails_its_streams_only() {
         let mut rx = Receiver::default();
         rx.on_packet(
@@ -682,7 +682,7 @@ mod tests {
         ));
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn stream_bounds_give_clear_errors() {
         let mut tx = Sender::new(2);
         tx.open(header("1", Kind::Bytes, None), vec![]).unwrap();
@@ -727,11 +727,39 @@ mod tests {
             .is_none());
     }
 
-    #[test]
+    #[cfg_attr(test, test)]
     fn text_splits_on_character_boundaries() {
         let s = "ab€d";
         let parts: Vec<&str> = split_text(s, 4).collect();
         assert_eq!(parts, vec!["ab", "€d"]);
         assert_eq!(split_text("", 4).count(), 0);
     }
+
+    /// Every test above, for the bare-metal runner (`selftest` feature).
+    pub(crate) const TESTS: &[(&str, fn())] = &[
+        (
+            "random_writes_come_back_identical_in_chunks_of_at_most_15000_bytes",
+            random_writes_come_back_identical_in_chunks_of_at_most_15000_bytes,
+        ),
+        (
+            "reordered_missing_or_repeated_chunks_fail_the_stream",
+            reordered_missing_or_repeated_chunks_fail_the_stream,
+        ),
+        (
+            "length_mismatches_and_corrupt_text_fail_the_stream",
+            length_mismatches_and_corrupt_text_fail_the_stream,
+        ),
+        (
+            "a_sender_that_leaves_or_aborts_fails_its_streams_only",
+            a_sender_that_leaves_or_aborts_fails_its_streams_only,
+        ),
+        (
+            "stream_bounds_give_clear_errors",
+            stream_bounds_give_clear_errors,
+        ),
+        (
+            "text_splits_on_character_boundaries",
+            text_splits_on_character_boundaries,
+        ),
+    ];
 }

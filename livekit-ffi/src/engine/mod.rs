@@ -54,6 +54,9 @@ pub struct RoomOptions {
     pub max_stream_writers: usize,
     /// Data streams we receive at once; more are refused (and logged).
     pub max_stream_readers: usize,
+    /// RPC and data-stream packets are not handled here but handed over as they are
+    /// ([`RoomEvent::DataPacket`]): for a gateway whose device runs that logic itself.
+    pub relay_data: bool,
 }
 
 impl Default for RoomOptions {
@@ -64,6 +67,7 @@ impl Default for RoomOptions {
             ice_timeout: ICE_CONNECT_TIMEOUT,
             max_stream_writers: crate::stream::DEFAULT_MAX_STREAMS,
             max_stream_readers: crate::stream::DEFAULT_MAX_STREAMS,
+            relay_data: false,
         }
     }
 }
@@ -89,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) media_input: MediaInput,
     /// The other participants as the join found them (before any event).
     pub(crate) joined: Mutex<Vec<Participant>>,
+    /// See [`RoomOptions::relay_data`].
+    relay_data: bool,
 }
 
 impl Shared {
@@ -102,6 +108,7 @@ impl Shared {
             streams: Streams::new(options.max_stream_writers, options.max_stream_readers),
             media_input: MediaInput::default(),
             joined: Mutex::new(Vec::new()),
+            relay_data: options.relay_data,
         }
     }
 
@@ -114,6 +121,9 @@ impl Shared {
     /// `DataPacket` event.
     pub(crate) fn route(&self, mut p: Box<packet::DataPacket>) -> Vec<RoomEvent> {
         use packet::data_packet::Value as V;
+        if self.relay_data {
+            return vec![RoomEvent::DataPacket(p)];
+        }
         let sender = &p.participant_identity;
         match p.value.take() {
             None => vec![],
@@ -420,15 +430,25 @@ impl Room {
         destinations: Vec<String>,
         done: Done,
     ) -> Result<()> {
+        self.send_packet_as(value, destinations, DataKind::Reliable, done)
+    }
+
+    /// [`Room::send_packet`] on the channel of `kind` (a relay passes on what its
+    /// device chose).
+    pub fn send_packet_as(
+        &self,
+        value: packet::data_packet::Value,
+        destinations: Vec<String>,
+        kind: DataKind,
+        done: Done,
+    ) -> Result<()> {
         let identity = self.shared.state.lock().local.identity.clone();
         let packet = crate::outbox::Packet {
             identity: &identity,
             destinations,
             value,
         };
-        self.shared
-            .outbox
-            .send_packet(packet, DataKind::Reliable, done)
+        self.shared.outbox.send_packet(packet, kind, done)
     }
 
     /// Calls `method` of another participant; resolves with its answer or an
