@@ -7,112 +7,44 @@ restart survived."""
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Set
 
 import jwt
 import pytest
 
+from device_procs import (
+    GatewayProcess,
+    LineProcess,
+    answer_add,
+    cargo,
+    debug_dir,
+    rpc_both_ways,
+    text_reader,
+)
 from helpers import SignalProxy, settle
 from livekit import api, rtc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lkserver import API_KEY, API_SECRET, LiveKitServer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 Code = rtc.RpcError.ErrorCode
-
-
-def _target_dir() -> Path:
-    out = subprocess.run(
-        ["bash", "-c", 'source scripts/env.sh >/dev/null && echo "$CARGO_TARGET_DIR"'],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return Path(out.stdout.strip())
 
 
 @pytest.fixture(scope="session")
 def bins() -> Path:
     """Builds the gateway and the simulated device (quick when up to date)."""
-    subprocess.run(
-        ["bash", "-c", "source scripts/env.sh >/dev/null && cargo build -q -p livekit-gateway --bins"],
-        cwd=ROOT,
-        check=True,
-    )
-    return _target_dir() / "debug"
+    cargo("cargo build -q -p livekit-gateway --bins")
+    return debug_dir()
 
 
-class Lines:
-    """A process's stdout, line by line, read on a thread."""
+class SimDevice(LineProcess):
+    """`livekit-sim-device` linked to a gateway."""
 
-    def __init__(self, proc: "subprocess.Popen[str]") -> None:
-        self.q: "queue.Queue[str]" = queue.Queue()
-        self.seen: List[str] = []
-        assert proc.stdout is not None
-        out = proc.stdout
-
-        def pump() -> None:
-            for line in out:
-                self.q.put(line.rstrip("\n"))
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    async def expect(self, pred: Callable[[List[str]], bool], timeout: float = 20.0) -> List[str]:
-        """The first line whose tab-separated fields satisfy `pred`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for line in self.seen:
-                fields = line.split("\t")
-                if pred(fields):
-                    self.seen.remove(line)
-                    return fields
-            left = deadline - loop.time()
-            if left <= 0:
-                raise AssertionError(f"nothing matched within {timeout}s; seen: {self.seen}")
-            try:
-                self.seen.append(self.q.get_nowait())
-            except queue.Empty:
-                await asyncio.sleep(0.02)
-
-
-class GatewayProc:
-    def __init__(self, bins: Path) -> None:
-        self.bins = bins
-        self.proc: Optional["subprocess.Popen[str]"] = None
-        self.addr = ""
-
-    def start(self, listen: str = "127.0.0.1:0") -> "GatewayProc":
-        self.proc = subprocess.Popen(
-            [str(self.bins / "livekit-gateway"), "--listen", listen, "--grace", "5"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        assert line and line[0] == "listening", line
-        self.addr = line[1]
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-class SimDevice:
     def __init__(self, bins: Path, gateway: str, url: str, token: str, device_id: str) -> None:
-        self.proc = subprocess.Popen(
+        super().__init__(
             [
                 str(bins / "livekit-sim-device"),
                 "--gateway",
@@ -123,34 +55,16 @@ class SimDevice:
                 token,
                 "--id",
                 device_id,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            ]
         )
-        self.out = Lines(self.proc)
-
-    def send(self, command: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
 
     async def state(self, state: str, reason: str = "NONE", timeout: float = 20.0) -> None:
-        await self.out.expect(lambda f: f[:3] == ["state", state, reason], timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.send("quit")
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+        await self.expect(lambda f: f[:3] == ["state", state, reason], timeout)
 
 
 @pytest.fixture
-def gateway(bins: Path) -> Iterator[GatewayProc]:
-    g = GatewayProc(bins).start()
+def gateway(bins: Path) -> Iterator[GatewayProcess]:
+    g = GatewayProcess(bins / "livekit-gateway").start()
     yield g
     g.kill()
 
@@ -169,29 +83,8 @@ def devices(bins: Path) -> Iterator[Callable[..., SimDevice]]:
         d.stop()
 
 
-def answer_add(agent: rtc.Room) -> None:
-    """The agent's method the devices call: `add` of "a,b"."""
-
-    def add(data: rtc.RpcInvocationData) -> str:
-        a, b = data.payload.split(",")
-        return str(int(a) + int(b))
-
-    agent.local_participant.register_rpc_method("add", add)
-
-
-async def _echo_and_add(agent: rtc.Room, device: SimDevice, identity: str) -> None:
-    """RPC both ways and a text stream echoed, between `agent` and the device."""
-    got = await agent.local_participant.perform_rpc(
-        destination_identity=identity, method="echo", payload="ping ✓"
-    )
-    assert got == "ping ✓"
-    device.send("rpc agent add 2,3")
-    result = await device.out.expect(lambda f: f[0] == "rpc-result")
-    assert result[2:] == ["ok", "5"], result
-
-
 async def test_rpc_streams_and_data_both_ways(
-    server: LiveKitServer, token: Callable[..., str], join: Callable[..., object], gateway: GatewayProc,
+    server: LiveKitServer, token: Callable[..., str], join: Callable[..., object], gateway: GatewayProcess,
     devices: Callable[..., SimDevice],
 ) -> None:
     agent: rtc.Room = await join("agent")  # type: ignore[misc]
@@ -201,31 +94,19 @@ async def test_rpc_streams_and_data_both_ways(
     echoes: "asyncio.Queue[str]" = asyncio.Queue()
     news: "asyncio.Queue[str]" = asyncio.Queue()
     data: "asyncio.Queue[rtc.DataPacket]" = asyncio.Queue()
-    tasks = set()
-
-    def on_stream(target: "asyncio.Queue[str]") -> Callable[[rtc.TextStreamReader, str], None]:
-        def handler(reader: rtc.TextStreamReader, sender: str) -> None:
-            async def read() -> None:
-                await target.put(await reader.read_all())
-
-            t = asyncio.ensure_future(read())
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-
-        return handler
-
-    agent.register_text_stream_handler("chat-echo", on_stream(echoes))
-    agent.register_text_stream_handler("device-news", on_stream(news))
+    tasks: "Set[asyncio.Future[None]]" = set()
+    agent.register_text_stream_handler("chat-echo", text_reader(echoes, tasks))
+    agent.register_text_stream_handler("device-news", text_reader(news, tasks))
     agent.on("data_received", data.put_nowait)
 
     device = devices(gateway.addr, server.url, token("esp"))
     await device.state("CONNECTING")
-    joined = await device.out.expect(lambda f: f[0] == "joined")
+    joined = await device.expect(lambda f: f[0] == "joined")
     assert joined[2] == "esp"
     await device.state("CONNECTED")
     assert await settle(lambda: "esp" in agent.remote_participants)
 
-    await _echo_and_add(agent, device, "esp")
+    await rpc_both_ways(agent, device, "esp")
     error = None
     try:
         await agent.local_participant.perform_rpc(destination_identity="esp", method="nope", payload="")
@@ -238,7 +119,7 @@ async def test_rpc_streams_and_data_both_ways(
     for text in ["héllo device", "ü" * 12_000]:
         await agent.local_participant.send_text(text, topic="chat", destination_identities=["esp"])
         assert await asyncio.wait_for(echoes.get(), 10) == text
-        seen = await device.out.expect(lambda f: f[0] == "text")
+        seen = await device.expect(lambda f: f[0] == "text")
         assert seen[1:3] == ["chat", "agent"]
 
     device.send("send device-news sensor says 42")
@@ -249,7 +130,7 @@ async def test_rpc_streams_and_data_both_ways(
     assert packet.participant is not None and packet.participant.identity == "esp"
 
     await agent.local_participant.publish_data(b"to the device", topic="cmd", destination_identities=["esp"])
-    got = await device.out.expect(lambda f: f[0] == "data")
+    got = await device.expect(lambda f: f[0] == "data")
     assert got[1:] == ["agent", "cmd", "to the device"]
 
     # The device leaves: the agent sees it go.
@@ -262,7 +143,7 @@ async def test_failure_reasons_after_a_bad_token_and_a_removal(
     server: LiveKitServer,
     token: Callable[..., str],
     room_name: str,
-    gateway: GatewayProc,
+    gateway: GatewayProcess,
     devices: Callable[..., SimDevice],
     lkapi: api.LiveKitAPI,
 ) -> None:
@@ -289,7 +170,7 @@ async def test_several_devices_share_one_gateway(
     server: LiveKitServer,
     token: Callable[..., str],
     join: Callable[..., object],
-    gateway: GatewayProc,
+    gateway: GatewayProcess,
     devices: Callable[..., SimDevice],
 ) -> None:
     agent: rtc.Room = await join("agent")  # type: ignore[misc]
@@ -300,14 +181,14 @@ async def test_several_devices_share_one_gateway(
     for d in fleet:
         await d.state("CONNECTED")
     for i, d in enumerate(fleet):
-        await _echo_and_add(agent, d, f"esp-{i}")
+        await rpc_both_ways(agent, d, f"esp-{i}")
 
 
 async def test_a_cut_link_finds_its_session_again_and_loses_no_data(
     server: LiveKitServer,
     token: Callable[..., str],
     join: Callable[..., object],
-    gateway: GatewayProc,
+    gateway: GatewayProcess,
     devices: Callable[..., SimDevice],
 ) -> None:
     agent: rtc.Room = await join("agent")  # type: ignore[misc]
@@ -330,9 +211,9 @@ async def test_a_cut_link_finds_its_session_again_and_loses_no_data(
                 f"m{i}".encode(), topic="seq", destination_identities=["esp"]
             )
         await device.state("CONNECTED")
-        got = [(await device.out.expect(lambda f: f[:3] == ["data", "agent", "seq"]))[3] for _ in range(20)]
+        got = [(await device.expect(lambda f: f[:3] == ["data", "agent", "seq"]))[3] for _ in range(20)]
         assert got == [f"m{i}" for i in range(20)], "each once, in order"
-        await _echo_and_add(agent, device, "esp")
+        await rpc_both_ways(agent, device, "esp")
         assert left == [], "the room never saw the device leave: its session was kept"
     finally:
         await proxy.aclose()
@@ -351,27 +232,27 @@ async def test_a_gateway_restart_and_a_server_restart_are_survived(
 
         answer_add(agent)
 
-        gw = GatewayProc(bins).start()
+        gw = GatewayProcess(bins / "livekit-gateway").start()
         try:
             device = devices(gw.addr, own.url, token("esp"))
             await device.state("CONNECTED")
             assert await settle(lambda: "esp" in agent.remote_participants)
-            await _echo_and_add(agent, device, "esp")
+            await rpc_both_ways(agent, device, "esp")
 
             # The gateway dies: the device retries until one is back on that port,
             # then joins again.
             gw.kill()
             await device.state("RECONNECTING")
             await asyncio.sleep(1.0)
-            gw = GatewayProc(bins).start(listen=gw.addr)
+            gw = GatewayProcess(bins / "livekit-gateway").start(listen=gw.addr)
             await device.state("CONNECTED", timeout=30)
             assert await settle(lambda: "esp" in agent.remote_participants, timeout=15)
-            await _echo_and_add(agent, device, "esp")
+            await rpc_both_ways(agent, device, "esp")
 
             # The server goes away and comes back: the gateway's room rejoins and
             # the device hears it reconnect.
             own.restart()
-            lost = await device.out.expect(lambda f: f[:2] == ["state", "RECONNECTING"], 30)
+            lost = await device.expect(lambda f: f[:2] == ["state", "RECONNECTING"], 30)
             assert lost[2] == "SIGNAL_CLOSE", lost
             await device.state("CONNECTED", timeout=60)
             assert await settle(
@@ -379,7 +260,7 @@ async def test_a_gateway_restart_and_a_server_restart_are_survived(
                 and "esp" in agent.remote_participants,
                 timeout=60,
             )
-            await _echo_and_add(agent, device, "esp")
+            await rpc_both_ways(agent, device, "esp")
         finally:
             gw.kill()
             await agent.aclose()
