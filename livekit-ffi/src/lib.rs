@@ -33,6 +33,7 @@ mod data;
 mod engine;
 mod error;
 pub mod ffi;
+mod ice_tcp;
 mod outbox;
 mod peer;
 mod room;

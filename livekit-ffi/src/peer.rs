@@ -1,5 +1,5 @@
 //! One WebRTC peer connection: a str0m `Rtc` driven by a tokio task that owns its
-//! UDP socket and timer.
+//! UDP socket, its ICE-TCP connections (`ice_tcp`) and its timer.
 //!
 //! str0m is sans-IO, so this task is the whole run loop: it applies one mutation
 //! (a command, a datagram or a timeout), drains `poll_output` to the next timeout,
@@ -15,7 +15,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audio::{AudioPacket, EncodedAudio};
 use crate::data::{DataKind, MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
+use crate::ice_tcp::{self, TcpLinks};
 use crate::outbox::Outbox;
 use crate::sdp;
 
@@ -161,8 +162,23 @@ impl PeerConnection {
             .build(Instant::now());
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| Error::Rtc(format!("bad host candidate {local}: {e}")))?;
-        let added = rtc.add_local_candidate(candidate).cloned();
-        let local_candidates = Arc::new(added.into_iter().collect::<Vec<_>>());
+        let mut added: Vec<Candidate> = rtc
+            .add_local_candidate(candidate)
+            .cloned()
+            .into_iter()
+            .collect();
+        // An active TCP candidate too, for paths where UDP does not get through (str0m
+        // ranks TCP pairs below UDP ones, so it is used only when UDP fails).
+        let tcp_local = TcpLinks::local_addr(local_ip);
+        let tcp = Candidate::builder()
+            .tcp()
+            .host(tcp_local)
+            .tcptype(TcpType::Active)
+            .build()
+            .map_err(|e| Error::Rtc(format!("bad TCP candidate {tcp_local}: {e}")))?;
+        added.extend(rtc.add_local_candidate(tcp).cloned());
+        let local_candidates = Arc::new(added);
+        let (tcp_links, tcp_arrivals) = TcpLinks::new();
         let (tx, rx) = mpsc::channel(256);
         let (media, media_rx) = mpsc::channel(MEDIA_QUEUE);
         let driver = Driver {
@@ -170,6 +186,8 @@ impl PeerConnection {
             rtc,
             socket,
             local,
+            tcp: tcp_links,
+            tcp_local,
             events,
             pending_offer: None,
             channels: HashMap::new(),
@@ -184,7 +202,7 @@ impl PeerConnection {
             to_stop: Vec::new(),
             receiving: HashMap::new(),
         };
-        tokio::spawn(driver.run(rx, media_rx));
+        tokio::spawn(driver.run(rx, media_rx, tcp_arrivals));
         Ok(Self {
             role,
             tx,
@@ -277,7 +295,8 @@ impl PeerConnection {
     }
 
     /// Adds a remote candidate from a trickle `candidate_init` JSON.
-    /// Candidates we cannot use (TCP, end-of-candidates) are skipped.
+    /// Candidates we cannot use (TCP ones we could not connect to, end-of-candidates)
+    /// are skipped.
     pub async fn add_remote_candidate(&self, candidate_init: &str) -> Result<()> {
         let Some(c) = parse_candidate_init(candidate_init)? else {
             return Ok(());
@@ -289,7 +308,8 @@ impl PeerConnection {
     }
 }
 
-/// Parses a trickle `candidate_init` into a UDP candidate; `None` for candidates we skip.
+/// Parses a trickle `candidate_init` into a UDP candidate or a passive TCP one (we
+/// connect to it: ICE-TCP); `None` for candidates we skip.
 pub fn parse_candidate_init(init: &str) -> Result<Option<Candidate>> {
     let v: serde_json::Value =
         serde_json::from_str(init).map_err(|e| Error::Rtc(format!("bad candidate JSON: {e}")))?;
@@ -304,10 +324,12 @@ pub fn parse_candidate_init(init: &str) -> Result<Option<Candidate>> {
     let line = s.strip_prefix("a=").unwrap_or(s);
     let c = Candidate::from_sdp_string(line)
         .map_err(|e| Error::Rtc(format!("bad candidate {line:?}: {e}")))?;
-    if c.proto() != Protocol::Udp {
-        return Ok(None);
-    }
-    Ok(Some(c))
+    let usable = match c.proto() {
+        Protocol::Udp => true,
+        Protocol::Tcp => c.tcptype() == Some(TcpType::Passive),
+        _ => false,
+    };
+    Ok(usable.then_some(c))
 }
 
 struct Driver {
@@ -315,6 +337,9 @@ struct Driver {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
+    /// ICE-TCP connections, and our active candidate's address on them.
+    tcp: TcpLinks,
+    tcp_local: SocketAddr,
     events: mpsc::Sender<(PeerRole, PeerEvent)>,
     pending_offer: Option<SdpPendingOffer>,
     channels: HashMap<ChannelId, DataKind>,
@@ -360,6 +385,7 @@ impl Driver {
         mut self,
         mut rx: mpsc::Receiver<Command>,
         mut media: mpsc::Receiver<EncodedAudio>,
+        mut tcp_arrivals: mpsc::Receiver<ice_tcp::Arrival>,
     ) {
         let mut buf = vec![0u8; 2048];
         loop {
@@ -392,10 +418,27 @@ impl Driver {
             tokio::select! {
                 _ = queued => {}
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
+                    Some(cmd) => {
+                        self.command(cmd);
+                        // str0m's ICE agent starts checking only once it has seen the
+                        // time; a remote candidate or description may be what it waited
+                        // for. Over UDP the server's own checks wake it, but nothing
+                        // reaches an active TCP candidate before we connect.
+                        if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                            self.emit(PeerEvent::Closed(format!("timeout handling failed: {e}"))).await;
+                            break;
+                        }
+                    }
                     None => break,
                 },
                 Some(audio) = media.recv() => self.write_audio(audio),
+                Some((source, packet)) = tcp_arrivals.recv() => {
+                    if let Ok(recv) = Receive::new(Protocol::Tcp, source, self.tcp_local, &packet) {
+                        if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
+                            log::debug!("{:?}: dropped TCP packet: {e}", self.role);
+                        }
+                    }
+                }
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, source)) => {
                         if let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
@@ -426,6 +469,9 @@ impl Driver {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Some(t),
+                Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
+                    self.tcp.send(t.destination, &t.contents);
+                }
                 Ok(Output::Transmit(t)) => {
                     if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
                         log::debug!("{:?}: send to {} failed: {e}", self.role, t.destination);
@@ -760,12 +806,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trickle_candidates_parse_and_tcp_is_skipped() {
+    fn trickle_candidates_parse_and_only_passive_tcp_is_kept() {
         let udp = r#"{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host","sdpMid":"0","sdpMLineIndex":0}"#;
         let c = parse_candidate_init(udp).unwrap().unwrap();
         assert_eq!(c.addr(), "127.0.0.1:7882".parse().unwrap());
         let tcp = r#"{"candidate":"candidate:2 1 tcp 1671430143 127.0.0.1 7881 typ host tcptype passive","sdpMid":"0"}"#;
-        assert!(parse_candidate_init(tcp).unwrap().is_none());
+        let c = parse_candidate_init(tcp).unwrap().unwrap();
+        assert_eq!(
+            (c.proto(), c.addr()),
+            (Protocol::Tcp, "127.0.0.1:7881".parse().unwrap())
+        );
+        let active = r#"{"candidate":"candidate:3 1 tcp 1518280447 10.0.0.2 9 typ host tcptype active","sdpMid":"0"}"#;
+        assert!(parse_candidate_init(active).unwrap().is_none());
         assert!(parse_candidate_init(r#"{"candidate":""}"#)
             .unwrap()
             .is_none());
