@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import socket
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -73,33 +74,26 @@ async def test_connect_error_is_documented_shape() -> None:
 
 
 def timeouts(n: int) -> List[float]:
-    """n timeouts spread from 1 ms to 200 ms, so cancels land at every stage."""
-    lo, hi = 0.001, 0.2
-    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+    """n timeouts spread from 1 ms to 300 ms (log-uniform, in a random order with a
+    fixed seed), so cancels land at every stage of a join."""
+    lo, hi = 0.001, 0.3
+    spread = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+    random.Random(7).shuffle(spread)
+    return spread
 
 
-async def test_cancelled_connect_storm_leaks_nothing(server: Any, token: Any) -> None:
-    # Warm up: the core's runtime threads exist from here on.
+async def baseline(server: Any, token: Any) -> Tuple[int, int, int]:
+    """Descriptors, OS threads and Python threads once the core is warm (its runtime
+    threads exist from the first room on)."""
     async with rtc.Room() as warm:
         await warm.connect(server.url, token("warmup"))
     await settle(native_quiet)
     gc.collect()
-    fds0, tasks0, threads0 = fd_count(), task_count(), python_thread_count()
+    return fd_count(), task_count(), python_thread_count()
 
-    outcomes = {"cancelled": 0, "connected": 0}
-    shared = rtc.Room()  # one room reused across attempts, plus fresh ones
-    for i, t in enumerate(timeouts(50)):
-        room = shared if i % 2 else rtc.Room()
-        try:
-            await asyncio.wait_for(room.connect(server.url, token(f"storm-{i}")), t)
-            outcomes["connected"] += 1
-            await room.aclose()
-        except asyncio.TimeoutError:
-            outcomes["cancelled"] += 1
-            assert not room.isconnected()
-    assert outcomes["cancelled"] >= 10, outcomes
 
-    # Abandoned joins are left in the background; let them wind down.
+async def back_to(fds0: int, tasks0: int, threads0: int) -> None:
+    """Handles, descriptors and threads return to their starting counts."""
     assert await settle(native_quiet, timeout=15), (
         _native.handle_count(),
         FfiClient.instance().room_count(),
@@ -110,10 +104,51 @@ async def test_cancelled_connect_storm_leaks_nothing(server: Any, token: Any) ->
     # The core's blocking-pool threads retire after ~10 s idle.
     assert await settle(lambda: task_count() <= tasks0, timeout=30), (task_count(), tasks0)
 
+
+async def test_cancelled_connect_storm_leaks_nothing(server: Any, token: Any) -> None:
+    fds0, tasks0, threads0 = await baseline(server, token)
+
+    outcomes = {"cancelled": 0, "connected": 0}
+    shared = rtc.Room()  # one room reused across attempts, plus fresh ones
+    for i, t in enumerate(timeouts(100)):
+        room = shared if i % 2 else rtc.Room()
+        try:
+            await asyncio.wait_for(room.connect(server.url, token(f"storm-{i}")), t)
+            outcomes["connected"] += 1
+            await room.aclose()
+        except asyncio.TimeoutError:
+            outcomes["cancelled"] += 1
+            assert not room.isconnected()
+    assert outcomes["cancelled"] >= 20, outcomes
+
+    # Abandoned joins are left in the background; let them wind down.
+    await back_to(fds0, tasks0, threads0)
+
     # And a normal connect still works.
     async with rtc.Room() as room:
         await room.connect(server.url, token("after-storm"))
         assert room.isconnected()
+
+
+async def test_a_hundred_connect_disconnect_cycles_leak_nothing(server: Any, token: Any) -> None:
+    fds0, tasks0, threads0 = await baseline(server, token)
+    async with rtc.Room() as peer:
+        await peer.connect(server.url, token("peer"))
+        got: "asyncio.Queue[bytes]" = asyncio.Queue()
+        peer.on("data_received", lambda p: got.put_nowait(p.data))
+        for i in range(100):
+            room = rtc.Room()
+            await room.connect(server.url, token("cycler"))
+            if i % 10 == 0:
+                # Now and then the room is used before it goes: data reaches the peer.
+                await room.local_participant.publish_data(f"cycle {i}".encode())
+                assert await asyncio.wait_for(got.get(), 10) == f"cycle {i}".encode()
+            if i % 2:
+                await room.disconnect()
+            else:
+                await room.aclose()
+            assert not room.isconnected()
+    await back_to(fds0, tasks0, threads0)
 
 
 async def test_cancel_while_connected_result_is_queued(server: Any, token: Any) -> None:
