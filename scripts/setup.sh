@@ -6,7 +6,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 
 need_apt=()
-for tool in cmake pkg-config gcc g++ go; do
+# ip and iptables: the network fault tests build their own network (tests/netns.py).
+for tool in cmake pkg-config gcc g++ go ip iptables; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then need_apt+=(python3-venv); fi
@@ -16,6 +17,7 @@ if ((${#need_apt[@]})); then
     case "$t" in
       go) pkgs+=(golang-go) ;;
       g++) pkgs+=(g++) ;;
+      ip) pkgs+=(iproute2) ;;
       *) pkgs+=("$t") ;;
     esac
   done
