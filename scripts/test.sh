@@ -24,6 +24,9 @@ cargo test --workspace -- --test-threads=4
 echo "== firmware: ESP32-C3 image and livekit-core tests on rv32 (QEMU)"
 bash "$ROOT/scripts/firmware.sh"
 
+echo "== fuzz: FFI requests, signal messages, data packets, link frames (bounded)"
+bash "$ROOT/scripts/fuzz.sh"
+
 echo "== python: build and install the package (pip install .)"
 PY="$("$ROOT/scripts/python-env.sh")"
 

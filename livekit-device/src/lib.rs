@@ -596,7 +596,8 @@ impl Device {
                 }
                 self.link = LinkPhase::Up;
                 if w.unix_time_ms > 0 {
-                    self.unix_offset = Some(w.unix_time_ms as i64 - now as i64);
+                    // Wrapping: a gateway clock past i64 (fuzzing) must not panic.
+                    self.unix_offset = Some((w.unix_time_ms as i64).wrapping_sub(now as i64));
                 }
                 if self.target.is_some() {
                     self.send_connect(now);
@@ -830,7 +831,7 @@ impl Device {
     }
 
     fn unix_ms(&self, now: u64) -> i64 {
-        self.unix_offset.map_or(0, |o| o + now as i64)
+        self.unix_offset.map_or(0, |o| o.wrapping_add(now as i64))
     }
 
     fn next_random(&mut self) -> u64 {

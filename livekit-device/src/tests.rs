@@ -477,6 +477,34 @@ fn outgoing_streams_are_chunked_and_bounded_by_the_writer_limit() {
 }
 
 #[test]
+fn a_gateway_clock_past_i64_is_taken_without_overflow() {
+    // Came up while fuzzing (fuzz/corpus/link_frames/regress-welcome-time).
+    let mut d = device();
+    d.connect(0, URL, TOKEN).unwrap();
+    d.link_up(0);
+    feed(
+        &mut d,
+        5,
+        Msg::Welcome(lp::Welcome {
+            version: u32::from(link::VERSION),
+            gateway: "test".to_string(),
+            unix_time_ms: 1 << 63,
+        }),
+    );
+    feed(
+        &mut d,
+        6,
+        state(ConnectionState::Connected, FailureReason::None),
+    );
+    let text = StreamOptions {
+        topic: "chat".to_string(),
+        is_text: true,
+        ..Default::default()
+    };
+    assert!(d.stream_open(u64::MAX, &text).is_ok());
+}
+
+#[test]
 fn close_leaves_and_fails_what_is_under_way() {
     let mut d = connected();
     let call = d.perform_rpc(10, "agent", "m", "", 5_000).unwrap();

@@ -33,6 +33,9 @@ mod data;
 mod engine;
 mod error;
 pub mod ffi;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod ice_tcp;
 mod outbox;
 mod peer;

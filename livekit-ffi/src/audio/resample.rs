@@ -13,6 +13,8 @@ use rubato::{
 
 /// Input frames the filter takes at a time.
 const CHUNK_FRAMES: usize = 480;
+/// The largest conversion factor, up or down.
+const MAX_RATIO: f64 = 128.0;
 
 /// How much filtering a conversion gets, quickest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,14 @@ impl Resampler {
             return Err(ResampleError::Channels(channels));
         }
         let ratio = output_rate / input_rate;
+        // Memory and time grow with the ratio for any input: no real conversion goes
+        // past it (8 kHz to 768 kHz is 96).
+        if !(1.0 / MAX_RATIO..=MAX_RATIO).contains(&ratio) {
+            return Err(ResampleError::Rates {
+                input: input_rate,
+                output: output_rate,
+            });
+        }
         let filter = if input_rate == output_rate {
             Filter::None
         } else {
@@ -353,6 +363,10 @@ mod tests {
         assert!(Resampler::new(0.0, 48_000.0, 1, Quality::High).is_err());
         assert!(Resampler::new(48_000.0, f64::NAN, 1, Quality::High).is_err());
         assert!(Resampler::new(48_000.0, 16_000.0, 0, Quality::High).is_err());
+        // Found by fuzzing: 9 Hz to 48 kHz took seconds and memory in proportion.
+        assert!(Resampler::new(9.0, 48_000.0, 1, Quality::High).is_err());
+        assert!(Resampler::new(768_000.0, 1_000.0, 1, Quality::Quick).is_err());
+        assert!(Resampler::new(8_000.0, 768_000.0, 1, Quality::Quick).is_ok());
         let mut r = Resampler::new(48_000.0, 16_000.0, 2, Quality::High).unwrap();
         assert!(matches!(
             r.push(&[1, 2, 3]),

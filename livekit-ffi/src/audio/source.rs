@@ -66,7 +66,9 @@ impl AudioSource {
             channels,
             capacity,
             state: Mutex::new(State {
-                queue: VecDeque::with_capacity(capacity),
+                // Room for a second at most now, the rest as audio comes: reserved
+                // whole, a queue of `u32::MAX` ms aborted the process (fuzzing).
+                queue: VecDeque::with_capacity(capacity.min(sample_rate as usize * channels)),
                 sinks: Vec::new(),
                 closed: false,
             }),

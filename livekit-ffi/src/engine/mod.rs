@@ -39,6 +39,8 @@ use requests::RequestError;
 
 use crate::audio::{LocalAudioTrack, MediaInput};
 pub use media::PublishError;
+#[cfg(feature = "fuzzing")]
+pub(crate) use {io::Action, io::Input, machine::Engine};
 
 /// How long ICE, DTLS and the data channels may take on a join (seed RTCEngine).
 pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);

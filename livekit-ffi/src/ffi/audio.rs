@@ -18,6 +18,10 @@ pub(crate) struct FfiSoxResampler {
 /// Converts frames one at a time (each call stands alone).
 pub(crate) struct FfiAudioResampler;
 
+/// The most channels a frame to convert may have, before or after (the
+/// resampler's own limit).
+const MAX_CHANNELS: usize = 32;
+
 /// Samples the client copies, then releases by dropping the handle.
 pub(crate) struct FfiAudioBuffer {
     /// Read by the client through the pointer it was given, or taken whole
@@ -170,6 +174,12 @@ pub(super) fn remix_and_resample(
         return Err(FfiError::Invalid(
             "channel counts and sample rates must not be 0".into(),
         ));
+    }
+    // Remixing to 2^30 channels asked for terabytes and aborted the process (fuzzing).
+    if from_ch > MAX_CHANNELS || to_ch > MAX_CHANNELS {
+        return Err(FfiError::Invalid(format!(
+            "at most {MAX_CHANNELS} channels"
+        )));
     }
     let samples = (b.samples_per_channel as usize)
         .checked_mul(from_ch)
