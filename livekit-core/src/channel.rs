@@ -43,6 +43,16 @@ impl DataKind {
         }
     }
 
+    /// The kind a `DataPacket.kind` (or a link packet's kind) names; anything but
+    /// lossy is reliable, as the protocol's default.
+    pub fn from_packet_kind(kind: i32) -> Self {
+        if kind == Kind::Lossy as i32 {
+            DataKind::Lossy
+        } else {
+            DataKind::Reliable
+        }
+    }
+
     /// Index of the kind, for per-channel arrays (reliable 0, lossy 1).
     pub(crate) fn index(self) -> usize {
         match self {

@@ -492,7 +492,7 @@ impl Device {
             return Err(DeviceError::NotConnected);
         }
         let p = packet::DataPacket {
-            kind: kind_value(kind),
+            kind: kind.packet_kind() as i32,
             destination_identities: destinations.to_vec(),
             value: Some(data_packet::Value::User(packet::UserPacket {
                 payload: payload.to_vec(),
@@ -684,11 +684,7 @@ impl Device {
             return;
         };
         let sender = packet.participant_identity;
-        let kind = if p.kind == 1 {
-            DataKind::Lossy
-        } else {
-            DataKind::Reliable
-        };
+        let kind = DataKind::from_packet_kind(p.kind as i32);
         let Some(value) = packet.value else {
             return;
         };
@@ -804,7 +800,7 @@ impl Device {
     ) -> Result<(), DeviceError> {
         use prost::Message;
         let frame = link::frame(Msg::Packet(lp::Packet {
-            kind: kind_value(kind) as u32,
+            kind: kind.packet_kind() as u32,
             data: p.encode_to_vec(),
         }))
         .ok_or(DeviceError::TooLarge)?;
@@ -858,13 +854,6 @@ impl Device {
             lo >> 48,
             lo & 0xFFFF_FFFF_FFFF
         )
-    }
-}
-
-fn kind_value(kind: DataKind) -> i32 {
-    match kind {
-        DataKind::Reliable => packet::data_packet::Kind::Reliable as i32,
-        DataKind::Lossy => packet::data_packet::Kind::Lossy as i32,
     }
 }
 

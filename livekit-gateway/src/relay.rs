@@ -437,11 +437,7 @@ fn relay_to_room(s: &Session, p: lp::Packet) {
         log::warn!("a device sent a packet that is not a DataPacket: dropped");
         return;
     };
-    let kind = if p.kind == 1 {
-        DataKind::Lossy
-    } else {
-        DataKind::Reliable
-    };
+    let kind = DataKind::from_packet_kind(p.kind as i32);
     let done: livekit_ffi::Done = Box::new(|r| {
         if let Err(e) = r {
             log::warn!("a device's packet was not sent: {e}");
@@ -492,7 +488,7 @@ async fn pump(s: &Session, room: &Room, mut events: mpsc::Receiver<RoomEvent>) {
             RoomEvent::DataReceived(d) => {
                 let kind = d.kind;
                 let p = packet::DataPacket {
-                    kind: kind_value(kind),
+                    kind: kind.packet_kind() as i32,
                     participant_identity: d.participant_identity.clone(),
                     participant_sid: d.participant_sid.clone(),
                     value: Some(data_packet::Value::User(packet::UserPacket {
@@ -505,7 +501,7 @@ async fn pump(s: &Session, room: &Room, mut events: mpsc::Receiver<RoomEvent>) {
                     ..Default::default()
                 };
                 s.send(Msg::Packet(lp::Packet {
-                    kind: kind_value(kind) as u32,
+                    kind: kind.packet_kind() as u32,
                     data: p.encode_to_vec(),
                 }));
             }
@@ -523,13 +519,6 @@ async fn pump(s: &Session, room: &Room, mut events: mpsc::Receiver<RoomEvent>) {
             }
             _ => {}
         }
-    }
-}
-
-fn kind_value(kind: DataKind) -> i32 {
-    match kind {
-        DataKind::Reliable => packet::data_packet::Kind::Reliable as i32,
-        DataKind::Lossy => packet::data_packet::Kind::Lossy as i32,
     }
 }
 
