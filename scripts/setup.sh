@@ -6,8 +6,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 
 need_apt=()
-# ip and iptables: the network fault tests build their own network (tests/netns.py).
-for tool in cmake pkg-config gcc g++ go ip iptables; do
+# ip and iptables: the network fault tests build their own network (tests/netns.py);
+# openssl and turnserver (coturn): its relay tests make a test CA and run a TURN server.
+for tool in cmake pkg-config gcc g++ go ip iptables openssl turnserver; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then need_apt+=(python3-venv); fi
@@ -18,6 +19,7 @@ if ((${#need_apt[@]})); then
       go) pkgs+=(golang-go) ;;
       g++) pkgs+=(g++) ;;
       ip) pkgs+=(iproute2) ;;
+      turnserver) pkgs+=(coturn) ;;
       *) pkgs+=("$t") ;;
     esac
   done

@@ -20,13 +20,33 @@ packets from a client are dropped where they arrive in the server's namespace
 own (INPUT). Nothing is dropped in OUTPUT: there the sender's `sendto` would fail at
 once with EPERM instead of its packet vanishing.
 
+Relays (the tests of TURN): `TestNetwork(turn=True)` enables the server's embedded
+TURN (UDP on 3478, TLS on 443 for the domain `turn.lkt.test`, relays on ports
+30000-30100 of the server's address); `coturn=True` starts a coturn TURN server
+beside it in the server's namespace (UDP and TCP on 3479, TLS on 5350, relays on
+31000-31100, static long-term credentials `lkt:secret` in realm `lkt.test`; see
+`coturn_url()` and `coturn_ice_server()`). Either one makes a test CA and a
+certificate for `turn.lkt.test` (and the server's address) in the network's
+directory: a client trusts it through `SSL_CERT_FILE=net.ca_file` (`client_env()`),
+and finds the domain through `/etc/netns/<namespace>/hosts`, which `ip netns exec`
+mounts over /etc/hosts. `block_server_ports(who, "7882/udp", "7881/tcp", ...)` (or
+`block_direct_rtc(who)`) keeps a client off some of the server's ports, so that only
+a relay can carry its media.
+
+    with TestNetwork(turn=True) as net:
+        with net.block_direct_rtc("a"), net.block_server_ports("a", "443/tcp"):
+            ...                                  # only TURN over UDP is left to a
+
 Everything goes when the network closes (the `with` block, or at exit): the
 processes started in its namespaces, then the namespaces with their links and
-rules. A run that died without cleaning up is swept by the next one: each network
-leaves a note with its owner's pid in /run/lkt-netns.
+rules, and the hosts files of the namespaces. A run that died without cleaning up is
+swept by the next one: each network leaves a note with its owner's pid in
+/run/lkt-netns.
 
-Needs root, `ip` (iproute2) and `iptables`; missing tools are installed with apt-get.
-Run as a script, it builds a network and keeps it until Enter is pressed.
+Needs root, `ip` (iproute2) and `iptables`, and for relays `openssl` and coturn's
+`turnserver`; missing tools are installed with apt-get.
+Run as a script (`netns.py [--turn] [--coturn]`), it builds a network and keeps it
+until Enter is pressed.
 """
 
 from __future__ import annotations
@@ -37,6 +57,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -44,16 +65,36 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lkserver import API_KEY, API_SECRET, server_binary  # noqa: E402
 
 NOTES = Path("/run/lkt-netns")
+ETC_NETNS = Path("/etc/netns")  # `ip netns exec NS` mounts /etc/netns/NS/* over /etc/*
 SIGNAL_PORT = 7880
 RTC_TCP_PORT = 7881
 RTC_UDP_PORT = 7882
+# The server's ports a client reaches directly, without a relay (ICE-TCP, ICE-UDP).
+DIRECT_RTC = (f"{RTC_TCP_PORT}/tcp", f"{RTC_UDP_PORT}/udp")
+
+# The LiveKit server's embedded TURN (`TestNetwork(turn=True)`). The server hands out
+# `turn:<node_ip>:3478?transport=udp` and `turns:<domain>:443?transport=tcp`: 443 is
+# written in the server, so the TLS listener must be there.
+TURN_DOMAIN = "turn.lkt.test"
+TURN_UDP_PORT = 3478
+TURN_TLS_PORT = 443
+TURN_RELAY_PORTS = (30000, 30100)
+
+# coturn beside it (`TestNetwork(coturn=True)`), on ports of its own.
+COTURN_PORT = 3479  # UDP and TCP
+COTURN_TLS_PORT = 5350
+COTURN_RELAY_PORTS = (31000, 31100)
+COTURN_USER = "lkt"
+COTURN_PASSWORD = "secret"
+COTURN_REALM = "lkt.test"
 
 _open: List["TestNetwork"] = []
 
@@ -65,12 +106,13 @@ def _run(*argv: str, check: bool = True) -> "subprocess.CompletedProcess[str]":
     return out
 
 
-def ensure_prerequisites() -> None:
-    """Root, `ip` and `iptables`; missing tools are installed with apt-get."""
+def ensure_prerequisites(extra: Optional[Dict[str, str]] = None) -> None:
+    """Root, `ip` and `iptables`, and the `extra` tools ({tool: Debian package});
+    missing tools are installed with apt-get."""
     if os.geteuid() != 0:
         raise RuntimeError("the network namespace tests need root (ip netns, iptables)")
-    tools = {"ip": "iproute2", "iptables": "iptables"}
-    missing = [pkg for tool, pkg in tools.items() if not shutil.which(tool)]
+    tools = {"ip": "iproute2", "iptables": "iptables", **(extra or {})}
+    missing = sorted({pkg for tool, pkg in tools.items() if not shutil.which(tool)})
     if missing:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         print(f"netns: installing {' '.join(missing)}", file=sys.stderr)
@@ -110,6 +152,7 @@ def _remove_namespace(ns: str) -> None:
                 pass
         time.sleep(0.05)
     _run("ip", "netns", "del", ns, check=False)
+    shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
 
 
 def sweep_stale() -> None:
@@ -127,6 +170,13 @@ def sweep_stale() -> None:
         for ns in present:
             if ns.startswith(note.name + "-"):
                 _remove_namespace(ns)
+        if ETC_NETNS.is_dir():
+            for etc in ETC_NETNS.glob(note.name + "-*"):
+                shutil.rmtree(etc, ignore_errors=True)
+            try:
+                ETC_NETNS.rmdir()  # unless something else is there
+            except OSError:
+                pass
         note.unlink(missing_ok=True)
 
 
@@ -273,15 +323,35 @@ class TestNetwork:
 
     __test__ = False  # not a test class, whatever its name
 
-    def __init__(self, clients: Iterable[str] = ("a", "b"), server_yaml: str = "") -> None:
+    def __init__(
+        self,
+        clients: Iterable[str] = ("a", "b"),
+        server_yaml: str = "",
+        turn: bool = False,
+        coturn: bool = False,
+    ) -> None:
+        """`server_yaml` is added to the server's configuration (a `turn:` key of its
+        own replaces ours, unless `turn`); `turn` enables the server's embedded TURN,
+        `coturn` starts a coturn TURN server beside it."""
         self.name = f"lkt-{secrets.token_hex(3)}"
         self.clients = list(clients)
         self.server_yaml = server_yaml
+        self.turn = turn
+        self.coturn = coturn
+        if turn and re.search(r"^turn\s*:", server_yaml, re.MULTILINE):
+            raise ValueError("turn=True writes the server's `turn:` key: not in server_yaml too")
         self.subnet = ""
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         self.server: Optional["subprocess.Popen[bytes]"] = None
+        self.coturn_proc: Optional["subprocess.Popen[bytes]"] = None
         self.made: List[str] = []
         self.procs: List[JsonProcess] = []
+        # The test CA's certificate (PEM), made with the network when it has a relay:
+        # a client trusts it with SSL_CERT_FILE (see `client_env()`).
+        self.ca_file = ""
+        self.cert_file = ""
+        self.key_file = ""
+        self.turn_domain = TURN_DOMAIN
 
     # ---- names and addresses --------------------------------------------------------
 
@@ -304,17 +374,54 @@ class TestNetwork:
         token = api.AccessToken(API_KEY, API_SECRET).with_identity(identity)
         return token.with_grants(grants).to_jwt()
 
+    @property
+    def relays(self) -> bool:
+        """Whether the network has a TURN server (and so a test CA and hosts files)."""
+        return self.turn or self.coturn
+
+    def coturn_url(self, transport: str) -> str:
+        """The coturn URL of `transport`: "udp", "tcp" or "tls" (TURN over TLS,
+        by the domain name)."""
+        if transport == "udp":
+            return f"turn:{self.addr('srv')}:{COTURN_PORT}?transport=udp"
+        if transport == "tcp":
+            return f"turn:{self.addr('srv')}:{COTURN_PORT}?transport=tcp"
+        if transport == "tls":
+            return f"turns:{TURN_DOMAIN}:{COTURN_TLS_PORT}?transport=tcp"
+        raise ValueError(f"transport {transport!r}: udp, tcp or tls")
+
+    def coturn_ice_server(self, *transports: str) -> str:
+        """coturn as peer.py's `--ice-server` takes it: `URL[,URL...]|USER|PASSWORD`,
+        with the URLs of `transports` (all three by default)."""
+        urls = ",".join(self.coturn_url(t) for t in transports or ("udp", "tcp", "tls"))
+        return f"{urls}|{COTURN_USER}|{COTURN_PASSWORD}"
+
+    def client_env(self) -> Dict[str, str]:
+        """The environment a client needs besides its own: SSL_CERT_FILE naming the
+        test CA (when the network has one)."""
+        return {"SSL_CERT_FILE": self.ca_file} if self.ca_file else {}
+
     # ---- building it ----------------------------------------------------------------
 
     def start(self) -> "TestNetwork":
-        ensure_prerequisites()
+        tools: Dict[str, str] = {}
+        if self.relays:
+            tools["openssl"] = "openssl"
+        if self.coturn:
+            tools["turnserver"] = "coturn"
+        ensure_prerequisites(tools)
         sweep_stale()
         NOTES.mkdir(parents=True, exist_ok=True)
         (NOTES / self.name).write_text(f"{os.getpid()}\n")
         _open.append(self)
         try:
             self._build()
+            if self.relays:
+                self._make_certificates()
+                self._write_hosts()
             self._start_server()
+            if self.coturn:
+                self._start_coturn()
         except BaseException:
             self.close(keep_logs=True)
             raise
@@ -341,6 +448,79 @@ class TestNetwork:
             self._ip("srv", "link", "set", f"v-{who}", "master", "lkbr")
             self._ip("srv", "link", "set", f"v-{who}", "up")
 
+    def _make_certificates(self) -> None:
+        """A test CA and a certificate it signed for TURN_DOMAIN and the server's
+        address (ECDSA P-256, valid two days), in the network's directory."""
+        d = self.dir
+        ca_key, ca = d / "ca.key", d / "ca.pem"
+        key, csr, cert = d / "tls.key", d / "tls.csr", d / "tls.pem"
+        # Configurations of our own: nothing comes from the system's openssl.cnf.
+        ca_cnf = d / "ca.cnf"
+        ca_cnf.write_text(
+            "[req]\nprompt = no\ndistinguished_name = dn\nx509_extensions = ext\n"
+            f"[dn]\nCN = LiveKit test CA {self.name}\n"
+            "[ext]\nbasicConstraints = critical, CA:TRUE\n"
+            "keyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\n"
+        )
+        leaf_cnf = d / "tls.cnf"
+        leaf_cnf.write_text(
+            f"[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = {TURN_DOMAIN}\n"
+        )
+        leaf_ext = d / "tls.ext"
+        leaf_ext.write_text(
+            "basicConstraints = critical, CA:FALSE\n"
+            "keyUsage = critical, digitalSignature\n"
+            "extendedKeyUsage = serverAuth\n"
+            f"subjectAltName = DNS:{TURN_DOMAIN}, IP:{self.addr('srv')}\n"
+            "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n"
+        )
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        _run("openssl", "req", "-x509", *ec, "-config", str(ca_cnf), "-days", "2",
+             "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+        _run("openssl", "req", "-new", *ec, "-config", str(leaf_cnf),
+             "-keyout", str(key), "-out", str(csr))  # fmt: skip
+        _run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+             "-set_serial", str(secrets.randbits(63)), "-days", "2", "-extfile", str(leaf_ext),
+             "-out", str(cert))  # fmt: skip
+        self.ca_file, self.cert_file, self.key_file = str(ca), str(cert), str(key)
+
+    def _write_hosts(self) -> None:
+        """TURN_DOMAIN is the server's address in every namespace of the network:
+        `ip netns exec` mounts /etc/netns/<ns>/hosts over /etc/hosts."""
+        try:
+            hosts = Path("/etc/hosts").read_text()
+        except OSError:
+            hosts = "127.0.0.1 localhost\n"
+        if hosts and not hosts.endswith("\n"):
+            hosts += "\n"
+        hosts += f"{self.addr('srv')} {TURN_DOMAIN}\n"
+        for who in ["srv", *self.clients]:
+            etc = ETC_NETNS / self.ns(who)
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "hosts").write_text(hosts)
+
+    def _turn_yaml(self) -> str:
+        """The server's `turn:` key (JSON, which YAML reads as it is)."""
+        if re.search(r"^turn\s*:", self.server_yaml, re.MULTILINE):
+            return ""  # the caller's own
+        if not self.turn:
+            return "turn: {enabled: false}\n"
+        turn = {
+            "enabled": True,
+            "domain": TURN_DOMAIN,
+            "cert_file": self.cert_file,
+            "key_file": self.key_file,
+            "tls_port": TURN_TLS_PORT,
+            "udp_port": TURN_UDP_PORT,
+            "relay_range_start": TURN_RELAY_PORTS[0],
+            "relay_range_end": TURN_RELAY_PORTS[1],
+            "bind_addresses": [self.addr("srv")],
+            # The relays' peer is the server itself, at a private address, which
+            # the server's TURN refuses unless it is allowed here.
+            "allow_restricted_peer_cidrs": [f"{self.subnet}.0/24"],
+        }
+        return f"turn: {json.dumps(turn)}\n"
+
     def _start_server(self) -> None:
         srv = self.addr("srv")
         cfg = self.dir / "livekit.yaml"
@@ -350,8 +530,8 @@ class TestNetwork:
             f"keys: {{{API_KEY}: {API_SECRET}}}\n"
             f"rtc: {{tcp_port: {RTC_TCP_PORT}, udp_port: {RTC_UDP_PORT},"
             f" use_external_ip: false, node_ip: {srv}}}\n"
-            "turn: {enabled: false}\n"
-            "room: {auto_create: true}\n"
+            + self._turn_yaml()
+            + "room: {auto_create: true}\n"
             "logging: {level: info}\n" + self.server_yaml
         )
         binary = server_binary()
@@ -377,11 +557,77 @@ class TestNetwork:
         if ready.returncode != 0 or self.server.poll() is not None:
             log_path = self.dir / "server.log"
             raise RuntimeError(f"the LiveKit server did not start in {self.ns('srv')}; see {log_path}")
+        if self.turn:
+            tcp, udp = [TURN_TLS_PORT], [TURN_UDP_PORT]
+            self._wait_listening(self.server, "the LiveKit server's TURN", "server.log", tcp, udp)
+
+    def _wait_listening(
+        self,
+        proc: "subprocess.Popen[bytes]",
+        what: str,
+        log: str,
+        tcp: Sequence[int],
+        udp: Sequence[int],
+        timeout: float = 10.0,
+    ) -> None:
+        """Waits until `proc` listens on the server's address at ports `tcp` and `udp`."""
+        srv = self.addr("srv")
+        want = {("tcp", p) for p in tcp} | {("udp", p) for p in udp}
+        deadline = time.monotonic() + timeout
+        while True:
+            have = set()
+            for line in self.run_in("srv", "ss", "-Hlntu").splitlines():
+                words = line.split()
+                if len(words) >= 5 and words[4].rsplit(":", 1)[0] in (srv, "0.0.0.0", "*"):
+                    have.add((words[0], int(words[4].rsplit(":", 1)[1])))
+            if want <= have:
+                return
+            if proc.poll() is not None or time.monotonic() > deadline:
+                missing = sorted(f"{port}/{proto}" for proto, port in want - have)
+                raise RuntimeError(
+                    f"{what} does not listen on {', '.join(missing)} in {self.ns('srv')};"
+                    f" see {self.dir / log}"
+                )
+            time.sleep(0.05)
+
+    def _start_coturn(self) -> None:
+        """coturn in the server's namespace, on the server's address; all of its
+        configuration on the command line (-n: no configuration file), its files in
+        the network's directory."""
+        srv = self.addr("srv")
+        d = self.dir
+        argv = [
+            "turnserver", "-n",
+            f"--listening-ip={srv}", f"--relay-ip={srv}",
+            f"--listening-port={COTURN_PORT}", f"--tls-listening-port={COTURN_TLS_PORT}",
+            f"--min-port={COTURN_RELAY_PORTS[0]}", f"--max-port={COTURN_RELAY_PORTS[1]}",
+            "--lt-cred-mech", f"--user={COTURN_USER}:{COTURN_PASSWORD}",
+            f"--realm={COTURN_REALM}", "--fingerprint",
+            f"--cert={self.cert_file}", f"--pkey={self.key_file}",
+            "--no-dtls", "--no-tlsv1", "--no-tlsv1_1", "--no-rfc5780",
+            # The peer of every relay is the LiveKit server, on the private subnet.
+            f"--allowed-peer-ip={self.subnet}.0-{self.subnet}.255", "--no-multicast-peers",
+            "--no-cli", f"--userdb={d / 'coturn.db'}", f"--pidfile={d / 'coturn.pid'}",
+            f"--log-file={d / 'coturn.log'}", "--simple-log", "--no-stdout-log", "--verbose",
+        ]  # fmt: skip
+        with open(d / "coturn.out", "wb") as out:
+            self.coturn_proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns("srv"), *argv], stdout=out, stderr=out
+            )
+        tcp, udp = [COTURN_PORT, COTURN_TLS_PORT], [COTURN_PORT]
+        self._wait_listening(self.coturn_proc, "coturn", "coturn.log", tcp, udp)
 
     # ---- running programs -----------------------------------------------------------
 
-    async def start_json(self, who: str, argv: Sequence[str], name: str = "") -> JsonProcess:
-        """Starts `argv` in `who`'s namespace as a JSON-lines program."""
+    async def start_json(
+        self,
+        who: str,
+        argv: Sequence[str],
+        name: str = "",
+        env: Optional[Dict[str, str]] = None,
+    ) -> JsonProcess:
+        """Starts `argv` in `who`'s namespace as a JSON-lines program, with `env`
+        added to the environment."""
         name = name or who
         log = self.dir / f"{name}.log"
         with open(log, "wb") as err:
@@ -391,6 +637,7 @@ class TestNetwork:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 limit=16 * 1024 * 1024,
+                env={**os.environ, **env} if env else None,
             )  # fmt: skip
         p = JsonProcess(name, proc, log)
         self.procs.append(p)
@@ -412,13 +659,36 @@ class TestNetwork:
         the server's packets to it that match `down` (by default `up`), are dropped
         from `add()` (or the start of a `with` block) on."""
         down = list(up) if down is None else list(down)
-        return Fault(
-            self,
-            [
-                (self.ns("srv"), ["-s", self.addr(who), *up, "-j", "DROP"]),
-                (self.ns(who), ["-s", self.addr("srv"), *down, "-j", "DROP"]),
-            ],
-        )
+        return Fault(self, self._rules(who, up, down))
+
+    def _rules(
+        self, who: str, up: Sequence[str], down: Sequence[str]
+    ) -> List[Tuple[str, List[str]]]:
+        return [
+            (self.ns("srv"), ["-s", self.addr(who), *up, "-j", "DROP"]),
+            (self.ns(who), ["-s", self.addr("srv"), *down, "-j", "DROP"]),
+        ]
+
+    def block_server_ports(self, who: str, *ports: str) -> Fault:
+        """`who` cannot reach the server's `ports`, each "PORT/PROTO" (7882/udp),
+        "FIRST:LAST/PROTO" (a range) or "PROTO" (all of it, udp or tcp): its packets
+        to them, and theirs to it, are dropped. Everything else still passes."""
+        rules: List[Tuple[str, List[str]]] = []
+        for spec in ports:
+            port, _, proto = spec.rpartition("/")
+            if proto not in ("udp", "tcp") or (port and not re.fullmatch(r"\d+(:\d+)?", port)):
+                raise ValueError(f"port {spec!r}: PORT/udp, PORT/tcp, FIRST:LAST/udp, udp or tcp")
+            up, down = ["-p", proto], ["-p", proto]
+            if port:
+                up += ["--dport", port]
+                down += ["--sport", port]
+            rules += self._rules(who, up, down)
+        return Fault(self, rules)
+
+    def block_direct_rtc(self, who: str) -> Fault:
+        """`who` cannot reach the server's own ICE ports (7881/tcp, 7882/udp): its
+        media can only go through a relay (the signal and the TURN ports pass)."""
+        return self.block_server_ports(who, *DIRECT_RTC)
 
     def loss(self, who: str, probability: float, protocol: str = "udp") -> Fault:
         """Random loss of `probability` of `who`'s `protocol` packets ("all": every
@@ -459,16 +729,24 @@ class TestNetwork:
                     p.proc.kill()
                 except ProcessLookupError:
                     pass
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        for server in (self.coturn_proc, self.server):
+            if server is not None and server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
         for ns in reversed(self.made):
             _remove_namespace(ns)
         self.made.clear()
+        if self.relays:
+            for who in ["srv", *self.clients]:
+                shutil.rmtree(ETC_NETNS / self.ns(who), ignore_errors=True)
+            try:
+                ETC_NETNS.rmdir()  # unless something else is there
+            except OSError:
+                pass
         (NOTES / self.name).unlink(missing_ok=True)
         if not keep_logs:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -482,6 +760,42 @@ class TestNetwork:
         self.close()
 
 
+@asynccontextmanager
+async def running(*clients: str, **options: Any) -> AsyncIterator[TestNetwork]:
+    """A TestNetwork (clients "a" and "b" unless named; `options` as TestNetwork
+    takes them) for one async test: its programs are stopped and the network closed
+    at the end, the logs kept (and their path printed) when the test failed or
+    LKT_KEEP_LOGS is set."""
+    net = TestNetwork(clients=clients or ("a", "b"), **options)
+    net.start()
+    ok = False
+    try:
+        yield net
+        ok = True
+    finally:
+        for p in net.procs:
+            await p.stop(timeout=5)
+        keep = not ok or bool(os.environ.get("LKT_KEEP_LOGS"))
+        net.close(keep_logs=keep)
+        if keep:
+            print(f"network logs kept in {net.dir}", file=sys.stderr)
+
+
+def arrivals(report: Dict[str, Any], topic: str) -> List[Tuple[int, float]]:
+    """(index, arrival time) of each packet peer.py received on `topic`, in arrival
+    order (from its "report")."""
+    return [(int(i), float(t)) for i, t in report["data"].get(topic, [])]
+
+
+def check_exactly_once_in_order(got: List[Tuple[int, float]], count: int) -> None:
+    indices = [i for i, _ in got]
+    duplicates = len(indices) - len(set(indices))
+    missing = sorted(set(range(count)) - set(indices))
+    assert duplicates == 0, f"{duplicates} duplicates"
+    assert not missing, f"{len(missing)} missing, the first {missing[:10]}"
+    assert indices == list(range(count)), "out of order"
+
+
 @atexit.register
 def _close_all() -> None:
     for net in list(_open):
@@ -489,8 +803,19 @@ def _close_all() -> None:
 
 
 def main() -> int:
-    with TestNetwork() as net:
-        print(json.dumps({"name": net.name, "url": net.url, "logs": str(net.dir)}), flush=True)
+    import argparse
+
+    ap = argparse.ArgumentParser(description="builds a test network and keeps it until Enter")
+    ap.add_argument("--turn", action="store_true", help="the server's embedded TURN")
+    ap.add_argument("--coturn", action="store_true", help="coturn beside the server")
+    args = ap.parse_args()
+    with TestNetwork(turn=args.turn, coturn=args.coturn) as net:
+        info: Dict[str, Any] = {"name": net.name, "url": net.url, "logs": str(net.dir)}
+        if net.relays:
+            info["ca_file"] = net.ca_file
+        if net.coturn:
+            info["coturn"] = net.coturn_ice_server()
+        print(json.dumps(info), flush=True)
         try:
             input()
         except EOFError:

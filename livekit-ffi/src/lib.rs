@@ -36,15 +36,18 @@ pub mod ffi;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ice;
 mod ice_tcp;
 mod outbox;
 mod peer;
+mod resolve;
 mod room;
 mod rpc;
 mod sdp;
 mod signal;
 mod state;
 mod stream;
+mod turn;
 
 pub use data::{DataKind, ReceivedData, UserData};
 pub use engine::{PublishError, PublishOptions, Room, RoomOptions};

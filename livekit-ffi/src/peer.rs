@@ -1,15 +1,21 @@
 //! One WebRTC peer connection: a str0m `Rtc` driven by a tokio task that owns its
-//! UDP socket, its ICE-TCP connections (`ice_tcp`) and its timer.
+//! sockets (a UDP one per host address), its ICE-TCP connections (`ice_tcp`), its
+//! TURN allocations (`turn`) and its timer.
 //!
 //! str0m is sans-IO, so this task is the whole run loop: it applies one mutation
 //! (a command, a datagram or a timeout), drains `poll_output` to the next timeout,
 //! and repeats. Everything else talks to it through `PeerConnection`, a cheap
 //! handle that sends commands and awaits their answers.
+//!
+//! Candidates follow the session's `IceConfig`: host ones on every usable interface
+//! address (offered unless the policy is no-host), a server-reflexive one per STUN
+//! answer, and a relayed one per TURN allocation; relay-only means the last alone.
+//! Those found after the start reach the server as `PeerEvent::LocalCandidate`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
@@ -23,9 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audio::{AudioPacket, EncodedAudio};
 use crate::data::{DataKind, MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
+use crate::ice::{self, IceConfig, IcePolicy, ServerUrl};
 use crate::ice_tcp::{self, TcpLinks};
 use crate::outbox::Outbox;
 use crate::sdp;
+use crate::turn::{Relay, RelayEvent, TurnServer};
 
 /// A channel takes no more packets while this much is buffered in SCTP: a burst
 /// waits in the outbox (where callers feel it), not in SCTP (where it adds latency).
@@ -47,6 +55,9 @@ pub enum PeerEvent {
     /// ICE connectivity changed; `Disconnected` may recover on its own.
     IceState(IceConnectionState),
     ChannelOpen(DataKind),
+    /// A candidate found after the start (server-reflexive, relayed, or a new
+    /// interface address), as its SDP attribute value; the server must hear of it.
+    LocalCandidate(String),
     /// The remote side sends (or stopped sending) the audio of media `mid`; `track_id`
     /// is the track's sid as the server names it in the description.
     AudioTrack {
@@ -89,8 +100,29 @@ pub struct PeerConnection {
     role: PeerRole,
     tx: mpsc::Sender<Command>,
     media: mpsc::Sender<EncodedAudio>,
-    local_candidates: Arc<Vec<Candidate>>,
+    signalled: Arc<parking_lot::Mutex<Signalled>>,
 }
+
+/// The candidates the server is told of, and where trickles go once an offer or
+/// answer named the transport's m-line. Only the engine's task touches it, so a
+/// candidate is never trickled twice, nor lost between the two.
+#[derive(Default)]
+struct Signalled {
+    candidates: Vec<String>,
+    target: Option<(String, u32)>,
+}
+
+/// How often new interface addresses are looked for under GATHER_CONTINUALLY.
+const REGATHER_EVERY: Duration = Duration::from_secs(5);
+/// STUN binding requests to each server: when they leave, from the start.
+const STUN_TRIES: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(500),
+    Duration::from_millis(1500),
+];
+
+/// A datagram that arrived on one of the extra host sockets: (our address, from, bytes).
+type HostArrival = (SocketAddr, SocketAddr, Vec<u8>);
 
 impl std::fmt::Debug for PeerConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,19 +171,18 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 impl PeerConnection {
-    /// Binds a UDP socket on `local_ip` and starts the peer's task; its events go to
-    /// `events`, tagged with `role`. A publisher sends what `outbox` queues.
+    /// Starts the peer's task with its host sockets (on `local_ip`, the address that
+    /// routes to the server, and the machine's other addresses), its STUN queries
+    /// and TURN allocations as `ice` says; its events go to `events`, tagged with
+    /// `role`. A publisher sends what `outbox` queues.
     pub async fn new(
         role: PeerRole,
         local_ip: IpAddr,
+        ice: &IceConfig,
         events: mpsc::Sender<(PeerRole, PeerEvent)>,
         outbox: Option<Arc<Outbox>>,
     ) -> Result<Self> {
-        let socket = bind_udp(SocketAddr::new(local_ip, 0))
-            .map_err(|e| Error::Rtc(format!("cannot bind a UDP socket on {local_ip}: {e}")))?;
-        let local = socket
-            .local_addr()
-            .map_err(|e| Error::Rtc(format!("socket has no address: {e}")))?;
+        let relay_only = ice.policy == IcePolicy::Relay;
         let mut rtc = Rtc::builder()
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .set_stats_interval(None)
@@ -164,32 +195,113 @@ impl PeerConnection {
             // 0.6 s silences under 30% loss).
             .set_reordering_size_audio(0)
             .build(Instant::now());
-        let candidate = Candidate::host(local, "udp")
-            .map_err(|e| Error::Rtc(format!("bad host candidate {local}: {e}")))?;
-        let mut added: Vec<Candidate> = rtc
-            .add_local_candidate(candidate)
-            .cloned()
-            .into_iter()
-            .collect();
-        // An active TCP candidate too, for paths where UDP does not get through (str0m
-        // ranks TCP pairs below UDP ones, so it is used only when UDP fails).
+        let mut signalled = Signalled::default();
+        let urls = ice.urls();
+        let (host_tx, host_rx) = mpsc::channel(MEDIA_QUEUE * 4);
+        let mut hosts = Hosts {
+            primary: None,
+            extra: HashMap::new(),
+            arrivals: host_tx,
+            offered: ice.policy == IcePolicy::All,
+        };
+        // A relay-only peer has no socket of its own: every packet goes through TURN.
         let tcp_local = TcpLinks::local_addr(local_ip);
-        let tcp = Candidate::builder()
-            .tcp()
-            .host(tcp_local)
-            .tcptype(TcpType::Active)
-            .build()
-            .map_err(|e| Error::Rtc(format!("bad TCP candidate {tcp_local}: {e}")))?;
-        added.extend(rtc.add_local_candidate(tcp).cloned());
-        let local_candidates = Arc::new(added);
+        if !relay_only {
+            let socket = bind_udp(SocketAddr::new(local_ip, 0))
+                .map_err(|e| Error::Rtc(format!("cannot bind a UDP socket on {local_ip}: {e}")))?;
+            let local = socket
+                .local_addr()
+                .map_err(|e| Error::Rtc(format!("socket has no address: {e}")))?;
+            hosts.primary = Some((local, Arc::new(socket)));
+            if let Some(c) = add_host(&mut rtc, local)? {
+                if hosts.offered {
+                    signalled.candidates.push(c);
+                }
+            }
+            for ip in ice::host_addresses(local_ip, &ice::interface_addresses())
+                .into_iter()
+                .skip(1)
+            {
+                if let Some(c) = hosts.add(&mut rtc, ip) {
+                    signalled.candidates.push(c);
+                }
+            }
+            // An active TCP candidate too, for paths where UDP does not get through
+            // (str0m ranks TCP pairs below UDP ones, so it is used only when UDP fails).
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(tcp_local)
+                .tcptype(TcpType::Active)
+                .build()
+                .map_err(|e| Error::Rtc(format!("bad TCP candidate {tcp_local}: {e}")))?;
+            if let Some(c) = rtc.add_local_candidate(tcp) {
+                if hosts.offered {
+                    signalled.candidates.push(c.to_sdp_string());
+                }
+            }
+        }
+        let (stun_tx, stun_rx) = mpsc::channel(64);
+        if let Some((_, socket)) = &hosts.primary {
+            let targets: Vec<(String, u16)> = urls
+                .iter()
+                .filter_map(|u| u.stun_target())
+                .map(|(h, p)| (h.to_owned(), p))
+                .collect();
+            if !targets.is_empty() {
+                tokio::spawn(ask_stun(targets, Arc::downgrade(socket), local_ip, stun_tx));
+            }
+        }
+        let (relay_tx, relay_rx) = mpsc::channel(QUEUE_RELAYED);
+        let relays: Vec<Relay> = urls
+            .iter()
+            .filter_map(|u| match u {
+                ServerUrl::Turn {
+                    host,
+                    port,
+                    transport,
+                    username,
+                    credential,
+                } => Some(TurnServer {
+                    host: host.clone(),
+                    port: *port,
+                    transport: *transport,
+                    username: username.clone(),
+                    credential: credential.clone(),
+                }),
+                ServerUrl::Stun { .. } => None,
+            })
+            .enumerate()
+            .map(|(id, server)| {
+                Relay::start(
+                    id,
+                    server,
+                    local_ip,
+                    crate::signal::tls_config(),
+                    relay_tx.clone(),
+                )
+            })
+            .collect();
+        if relay_only && relays.is_empty() {
+            return Err(Error::Rtc(
+                "relay-only ICE needs a TURN server, and none was given".into(),
+            ));
+        }
+        let signalled = Arc::new(parking_lot::Mutex::new(signalled));
         let (tcp_links, tcp_arrivals) = TcpLinks::new();
         let (tx, rx) = mpsc::channel(256);
         let (media, media_rx) = mpsc::channel(MEDIA_QUEUE);
         let driver = Driver {
             role,
             rtc,
-            socket,
-            local,
+            hosts,
+            local_ip,
+            regather: (ice.gather_continually && !relay_only).then_some(REGATHER_EVERY),
+            relays,
+            relayed: HashMap::new(),
+            remote_ips: HashSet::new(),
+            stun_asked: Vec::new(),
+            reflexive: HashSet::new(),
+            path: None,
             tcp: tcp_links,
             tcp_local,
             events,
@@ -206,29 +318,46 @@ impl PeerConnection {
             to_stop: Vec::new(),
             receiving: HashMap::new(),
         };
-        tokio::spawn(driver.run(rx, media_rx, tcp_arrivals));
+        tokio::spawn(driver.run(
+            rx,
+            media_rx,
+            Arrivals {
+                tcp: tcp_arrivals,
+                hosts: host_rx,
+                relays: relay_rx,
+                stun: stun_rx,
+            },
+        ));
         Ok(Self {
             role,
             tx,
             media,
-            local_candidates,
+            signalled,
         })
     }
 
-    /// Our candidates as the JSON `candidate_init` of a trickle message, for the
-    /// m-line `sdp_mid` at `index` (the one whose transport the bundle shares).
+    /// Every candidate the server should know of, as the JSON `candidate_init` of
+    /// a trickle message for the m-line `sdp_mid` at `index` (the one whose
+    /// transport the bundle shares); later ones go to the same m-line.
     pub fn local_candidate_inits(&self, sdp_mid: &str, index: u32) -> Vec<String> {
-        self.local_candidates
+        let mut s = self.signalled.lock();
+        s.target = Some((sdp_mid.to_owned(), index));
+        s.candidates
             .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "candidate": c.to_sdp_string(),
-                    "sdpMid": sdp_mid,
-                    "sdpMLineIndex": index,
-                })
-                .to_string()
-            })
+            .map(|c| candidate_init(c, sdp_mid, index))
             .collect()
+    }
+
+    /// Records a candidate found late; its `candidate_init` when the server can be
+    /// told now (else it goes with the next `local_candidate_inits`).
+    pub fn gathered(&self, candidate: String) -> Option<String> {
+        let mut s = self.signalled.lock();
+        let init = s
+            .target
+            .as_ref()
+            .map(|(mid, index)| candidate_init(&candidate, mid, *index));
+        s.candidates.push(candidate);
+        init
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
@@ -312,6 +441,174 @@ impl PeerConnection {
     }
 }
 
+/// The next datagram on the primary socket (never, for a relay-only peer), with
+/// the address it came to.
+async fn recv_primary(
+    primary: &Option<(SocketAddr, Arc<UdpSocket>)>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, SocketAddr)> {
+    match primary {
+        Some((local, socket)) => {
+            let (n, from) = socket.recv_from(buf).await?;
+            Ok((n, from, *local))
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Relayed packets waiting for the peer's task.
+const QUEUE_RELAYED: usize = 1024;
+
+fn candidate_init(candidate: &str, sdp_mid: &str, index: u32) -> String {
+    serde_json::json!({
+        "candidate": candidate,
+        "sdpMid": sdp_mid,
+        "sdpMLineIndex": index,
+    })
+    .to_string()
+}
+
+/// Adds a UDP host candidate at `addr`; its SDP form, `None` if str0m already had it.
+fn add_host(rtc: &mut Rtc, addr: SocketAddr) -> Result<Option<String>> {
+    let candidate = Candidate::host(addr, "udp")
+        .map_err(|e| Error::Rtc(format!("bad host candidate {addr}: {e}")))?;
+    Ok(rtc
+        .add_local_candidate(candidate)
+        .map(|c| c.to_sdp_string()))
+}
+
+/// The peer's UDP host sockets: the primary one (on the address that routes to the
+/// server) is read by the run loop itself; the others by a reader task each.
+struct Hosts {
+    primary: Option<(SocketAddr, Arc<UdpSocket>)>,
+    extra: HashMap<SocketAddr, Arc<UdpSocket>>,
+    arrivals: mpsc::Sender<HostArrival>,
+    /// Whether host candidates are offered to the server (not under no-host).
+    offered: bool,
+}
+
+impl Hosts {
+    /// A socket and host candidate on `ip`, unless one exists; the candidate's SDP
+    /// form when the server should be told of it.
+    fn add(&mut self, rtc: &mut Rtc, ip: IpAddr) -> Option<String> {
+        let taken = self.primary.as_ref().is_some_and(|(a, _)| a.ip() == ip)
+            || self.extra.keys().any(|a| a.ip() == ip);
+        if taken {
+            return None;
+        }
+        let socket = match bind_udp(SocketAddr::new(ip, 0)) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                log::debug!("no host candidate on {ip}: {e}");
+                return None;
+            }
+        };
+        let local = socket.local_addr().ok()?;
+        let sdp = match add_host(rtc, local) {
+            Ok(c) => c?,
+            Err(e) => {
+                log::debug!("{e}");
+                return None;
+            }
+        };
+        tokio::spawn(read_host(socket.clone(), local, self.arrivals.clone()));
+        self.extra.insert(local, socket);
+        self.offered.then_some(sdp)
+    }
+
+    fn socket_for(&self, source: SocketAddr) -> Option<&UdpSocket> {
+        match &self.primary {
+            Some((local, s)) if *local == source => Some(s),
+            _ => self
+                .extra
+                .get(&source)
+                .or(self.primary.as_ref().map(|(_, s)| s))
+                .map(|s| &**s),
+        }
+    }
+}
+
+/// Reads one extra host socket until the peer's task is gone.
+async fn read_host(socket: Arc<UdpSocket>, local: SocketAddr, to: mpsc::Sender<HostArrival>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    if let Err(mpsc::error::TrySendError::Closed(_)) =
+                        to.try_send((local, from, buf[..n].to_vec()))
+                    {
+                        return;
+                    }
+                }
+                Err(e) => log::debug!("recv error on {local}: {e}"),
+            },
+            _ = to.closed() => return,
+        }
+    }
+}
+
+/// Sends STUN binding requests from the primary socket to each server, a few times;
+/// the run loop, told each transaction first, reads the answers.
+async fn ask_stun(
+    targets: Vec<(String, u16)>,
+    socket: std::sync::Weak<UdpSocket>,
+    local_ip: IpAddr,
+    asked: mpsc::Sender<(SocketAddr, ice::StunTransaction)>,
+) {
+    // A lookup may be slow: the peer may be gone by then, and the socket with it.
+    let resolved = async {
+        let mut servers = Vec::new();
+        for (host, port) in targets {
+            let found = crate::resolve::lookup(&host, port).await;
+            if let Some(a) = found.iter().find(|a| a.is_ipv6() == local_ip.is_ipv6()) {
+                servers.push(*a);
+            }
+        }
+        servers
+    };
+    let servers = tokio::select! {
+        s = resolved => s,
+        _ = asked.closed() => return,
+    };
+    let Some(socket) = socket.upgrade() else {
+        return;
+    };
+    let start = tokio::time::Instant::now();
+    for at in STUN_TRIES {
+        tokio::select! {
+            _ = tokio::time::sleep_until(start + at) => {}
+            _ = asked.closed() => return,
+        }
+        for server in &servers {
+            let (id, request) = ice::binding_request();
+            if asked.send((*server, id)).await.is_err() {
+                return;
+            }
+            if let Err(e) = socket.send_to(&request, server).await {
+                log::debug!("STUN request to {server} not sent: {e}");
+            }
+        }
+    }
+}
+
+/// Everything besides commands and media that reaches the run loop.
+struct Arrivals {
+    tcp: mpsc::Receiver<ice_tcp::Arrival>,
+    hosts: mpsc::Receiver<HostArrival>,
+    relays: mpsc::Receiver<RelayEvent>,
+    stun: mpsc::Receiver<(SocketAddr, ice::StunTransaction)>,
+}
+
 /// Parses a trickle `candidate_init` into a UDP candidate or a passive TCP one (we
 /// connect to it: ICE-TCP); `None` for candidates we skip.
 pub fn parse_candidate_init(init: &str) -> Result<Option<Candidate>> {
@@ -339,8 +636,21 @@ pub fn parse_candidate_init(init: &str) -> Result<Option<Candidate>> {
 struct Driver {
     role: PeerRole,
     rtc: Rtc,
-    socket: UdpSocket,
-    local: SocketAddr,
+    hosts: Hosts,
+    /// The address that routes to the server.
+    local_ip: IpAddr,
+    /// How often to look for new interface addresses (GATHER_CONTINUALLY).
+    regather: Option<Duration>,
+    /// TURN allocations, and which one each relayed address is.
+    relays: Vec<Relay>,
+    relayed: HashMap<SocketAddr, usize>,
+    /// Addresses of remote candidates: TURN permissions are asked for each.
+    remote_ips: HashSet<IpAddr>,
+    /// STUN requests sent, and the server-reflexive addresses they found.
+    stun_asked: Vec<(SocketAddr, ice::StunTransaction)>,
+    reflexive: HashSet<SocketAddr>,
+    /// The path the last packet other than STUN took: (protocol, from, to).
+    path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// ICE-TCP connections, and our active candidate's address on them.
     tcp: TcpLinks,
     tcp_local: SocketAddr,
@@ -389,9 +699,13 @@ impl Driver {
         mut self,
         mut rx: mpsc::Receiver<Command>,
         mut media: mpsc::Receiver<EncodedAudio>,
-        mut tcp_arrivals: mpsc::Receiver<ice_tcp::Arrival>,
+        mut arrivals: Arrivals,
     ) {
         let mut buf = vec![0u8; 2048];
+        let primary = self.hosts.primary.clone();
+        let mut regather = self
+            .regather
+            .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
         loop {
             let timeout = match self.drain().await {
                 Some(t) => t,
@@ -436,23 +750,23 @@ impl Driver {
                     None => break,
                 },
                 Some(audio) = media.recv() => self.write_audio(audio),
-                Some((source, packet)) = tcp_arrivals.recv() => {
-                    if let Ok(recv) = Receive::new(Protocol::Tcp, source, self.tcp_local, &packet) {
-                        if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
-                            log::debug!("{:?}: dropped TCP packet: {e}", self.role);
-                        }
-                    }
+                Some((source, packet)) = arrivals.tcp.recv() => {
+                    self.receive(Protocol::Tcp, source, self.tcp_local, &packet);
                 }
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, source)) => {
-                        if let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
-                            if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
-                                log::debug!("{:?}: dropped datagram: {e}", self.role);
-                            }
+                Some((local, source, packet)) = arrivals.hosts.recv() => {
+                    self.receive(Protocol::Udp, source, local, &packet);
+                }
+                Some(ev) = arrivals.relays.recv() => self.relay_event(ev).await,
+                Some(asked) = arrivals.stun.recv() => self.stun_asked.push(asked),
+                r = recv_primary(&primary, &mut buf) => match r {
+                    Ok((n, source, local)) => {
+                        if !self.stun_answer(source, &buf[..n]).await {
+                            self.receive(Protocol::Udp, source, local, &buf[..n]);
                         }
                     }
                     Err(e) => log::debug!("{:?}: recv error: {e}", self.role),
                 },
+                _ = tick(&mut regather) => self.gather_interfaces().await,
                 _ = sleep => {
                     if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
                         self.emit(PeerEvent::Closed(format!("timeout handling failed: {e}"))).await;
@@ -468,17 +782,131 @@ impl Driver {
         let _ = self.events.send((self.role, ev)).await;
     }
 
+    /// Logs the path DTLS, SCTP and media take whenever ICE picks another one: which
+    /// candidates a session really uses (a relay, ICE-TCP) is worth knowing.
+    fn note_path(&mut self, proto: Protocol, from: SocketAddr, to: SocketAddr, packet: &[u8]) {
+        // STUN (first byte 0 to 3) checks every pair; the rest goes on the chosen one.
+        if packet.first().is_none_or(|b| *b < 4) || self.path == Some((proto, from, to)) {
+            return;
+        }
+        self.path = Some((proto, from, to));
+        let kind = match self.relayed.get(&from).and_then(|i| self.relays.get(*i)) {
+            Some(relay) => format!("relay by {}", relay.server()),
+            None => "host".into(),
+        };
+        log::info!(
+            "{:?}: path now {proto:?} {from} ({kind}) -> {to}",
+            self.role
+        );
+    }
+
+    /// Hands one packet that arrived for our candidate at `local` to str0m.
+    fn receive(&mut self, proto: Protocol, source: SocketAddr, local: SocketAddr, packet: &[u8]) {
+        if let Ok(recv) = Receive::new(proto, source, local, packet) {
+            if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
+                log::debug!("{:?}: dropped a {proto:?} packet: {e}", self.role);
+            }
+        }
+    }
+
+    /// Takes the answer to one of our STUN requests: a server-reflexive candidate.
+    /// `false` when the packet is something else (for str0m).
+    async fn stun_answer(&mut self, source: SocketAddr, packet: &[u8]) -> bool {
+        if self.stun_asked.is_empty() {
+            return false;
+        }
+        let Some(mapped) = self
+            .stun_asked
+            .iter()
+            .filter(|(server, _)| *server == source)
+            .find_map(|(_, id)| ice::mapped_address(packet, *id))
+        else {
+            return false;
+        };
+        let Some((base, _)) = self.hosts.primary.clone() else {
+            return true;
+        };
+        // Behind no NAT the server sees our host address: nothing new to offer.
+        if mapped == base || !self.reflexive.insert(mapped) {
+            return true;
+        }
+        match Candidate::server_reflexive(mapped, base, "udp") {
+            Ok(c) => {
+                log::debug!("{:?}: server-reflexive address {mapped}", self.role);
+                if let Some(c) = self.rtc.add_local_candidate(c) {
+                    let sdp = c.to_sdp_string();
+                    self.emit(PeerEvent::LocalCandidate(sdp)).await;
+                }
+            }
+            Err(e) => log::debug!("{:?}: {e}", self.role),
+        }
+        true
+    }
+
+    async fn relay_event(&mut self, ev: RelayEvent) {
+        match ev {
+            RelayEvent::Allocated { id, relayed, local } => {
+                let Some(relay) = self.relays.get(id) else {
+                    return;
+                };
+                for ip in &self.remote_ips {
+                    relay.permit(*ip);
+                }
+                self.relayed.insert(relayed, id);
+                match Candidate::relayed(relayed, local, "udp") {
+                    Ok(c) => {
+                        if let Some(c) = self.rtc.add_local_candidate(c) {
+                            let sdp = c.to_sdp_string();
+                            self.emit(PeerEvent::LocalCandidate(sdp)).await;
+                        }
+                    }
+                    Err(e) => log::debug!("{:?}: {e}", self.role),
+                }
+            }
+            RelayEvent::Data {
+                relayed,
+                from,
+                data,
+            } => self.receive(Protocol::Udp, from, relayed, &data),
+            RelayEvent::Failed { id, reason } => {
+                log::warn!("{:?}: TURN server {id} unusable: {reason}", self.role);
+                self.relayed.retain(|_, i| *i != id);
+            }
+        }
+    }
+
+    /// Host candidates on interface addresses that appeared since the last look.
+    async fn gather_interfaces(&mut self) {
+        let found = ice::host_addresses(self.local_ip, &ice::interface_addresses());
+        for ip in found {
+            if let Some(sdp) = self.hosts.add(&mut self.rtc, ip) {
+                log::debug!("{:?}: new host candidate on {ip}", self.role);
+                self.emit(PeerEvent::LocalCandidate(sdp)).await;
+            }
+        }
+    }
+
     /// Drains outputs to the next timeout; `None` when the `Rtc` failed.
     async fn drain(&mut self) -> Option<Instant> {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Some(t),
                 Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
+                    self.note_path(t.proto, t.source, t.destination, &t.contents);
                     self.tcp.send(t.destination, &t.contents);
                 }
                 Ok(Output::Transmit(t)) => {
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
-                        log::debug!("{:?}: send to {} failed: {e}", self.role, t.destination);
+                    self.note_path(t.proto, t.source, t.destination, &t.contents);
+                    if let Some(relay) = self
+                        .relayed
+                        .get(&t.source)
+                        .and_then(|i| self.relays.get(*i))
+                    {
+                        relay.send(t.destination, t.contents.to_vec());
+                    } else if let Some(socket) = self.hosts.socket_for(t.source) {
+                        if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                            log::debug!("{:?}: send to {} failed: {e}", self.role, t.destination);
+                        }
                     }
                 }
                 Ok(Output::Event(e)) => self.event(e).await,
@@ -789,6 +1217,11 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::AddRemoteCandidate(c) => {
+                if self.remote_ips.insert(c.addr().ip()) {
+                    for relay in &self.relays {
+                        relay.permit(c.addr().ip());
+                    }
+                }
                 if self.remote_described {
                     self.rtc.add_remote_candidate(c);
                 } else {

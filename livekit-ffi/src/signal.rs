@@ -143,9 +143,17 @@ pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
+            // The public roots, plus the system's (and SSL_CERT_FILE / SSL_CERT_DIR):
+            // a company CA or a test server's certificate is trusted as curl would.
+            let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
+            let native = rustls_native_certs::load_native_certs();
+            for e in &native.errors {
+                log::debug!("system certificates: {e}");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(native.certs);
+            log::debug!("{added} system certificates trusted ({ignored} unparsable)");
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let cfg = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()

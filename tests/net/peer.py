@@ -3,7 +3,13 @@ namespace. It joins a room, then follows JSON commands on stdin and reports JSON
 events on stdout, one a line, each with "ev" (its name) and "t" (time.monotonic(),
 which all processes of the machine share).
 
-    peer.py URL TOKEN [--connect-timeout S]
+    peer.py URL TOKEN [--connect-timeout S] [--relay] [--ice-server URLS|USER|PASSWORD]...
+
+    --relay         ICE through relays only (RtcConfiguration's ice_transport_type
+                    TRANSPORT_RELAY): no host or server-reflexive candidate.
+    --ice-server    URL[,URL...]|USERNAME|PASSWORD (repeatable; USERNAME and PASSWORD
+                    may be left out): an IceServer in RtcConfiguration's
+                    ice_servers (e.g. "turn:10.199.7.1:3479?transport=udp|lkt|secret").
 
 Commands:
     {"cmd": "send", "topic": T, "count": N, "interval": S, "size": B}
@@ -23,6 +29,13 @@ Commands:
         "audio_gaps": [[last frame with energy before, seconds without], ...] for
         each time over 0.2 s without the tone (once it came back),
         "state": connection state, "failure_reason": ..., "remotes": [identities]}.
+    {"cmd": "paths"}
+        Reports {"ev": "paths", "paths": [{"pc": "publisher" | "subscriber",
+        "local": candidate type ("relay", "host", ...), "protocol", "relay_protocol"
+        ("udp", "tcp", "tls" for a relay), "url" (of the TURN server),
+        "address", "remote", "remote_address"}, ...]} for the selected candidate
+        pair of each peer connection, from Room.get_rtc_stats; "paths" is null
+        (and "error" says why) on a stack without it.
     {"cmd": "close", "how": "disconnect" | "aclose"}
         Leaves; reports {"ev": "closed", "seconds": how long the call took} and
         exits.
@@ -65,6 +78,54 @@ def failure_name(room: rtc.Room) -> str:
     reason = getattr(room, "failure_reason", None)
     names = getattr(rtc, "FailureReason", None)
     return names.Name(reason) if reason is not None and names is not None else ""
+
+
+def enum_name(message: Any, field: str) -> str:
+    """The name of enum `field` of a protobuf `message`, lower case, its prefix
+    (TRANSPORT_) left out."""
+    number = getattr(message, field)
+    value = message.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number.get(number)
+    name = value.name if value is not None else str(number)
+    return name.removeprefix("TRANSPORT_").lower()
+
+
+def selected_paths(pc: str, entries: Any) -> List[Dict[str, Any]]:
+    """The selected candidate pair of each transport among the stats `entries` of one
+    peer connection, as the "paths" event reports them."""
+    by_kind: Dict[str, Dict[str, Any]] = {}
+    for entry in entries:
+        kind = entry.WhichOneof("stats")
+        if kind in ("transport", "candidate_pair", "local_candidate", "remote_candidate"):
+            item = getattr(entry, kind)
+            by_kind.setdefault(kind, {})[item.rtc.id] = item
+    pairs = by_kind.get("candidate_pair", {})
+    locals_ = by_kind.get("local_candidate", {})
+    remotes = by_kind.get("remote_candidate", {})
+    found = []
+    for transport in by_kind.get("transport", {}).values():
+        pair = pairs.get(transport.transport.selected_candidate_pair_id)
+        if pair is None:
+            continue
+        local = locals_.get(pair.candidate_pair.local_candidate_id)
+        remote = remotes.get(pair.candidate_pair.remote_candidate_id)
+        path: Dict[str, Any] = {"pc": pc}
+        if local is not None:
+            c = local.candidate
+            kind = enum_name(c, "candidate_type")
+            path.update(
+                local=kind,
+                protocol=c.protocol,
+                relay_protocol=enum_name(c, "relay_protocol") if kind == "relay" else "",
+                url=c.url,
+                address=f"{c.address}:{c.port}",
+            )
+        if remote is not None:
+            c = remote.candidate
+            path.update(
+                remote=enum_name(c, "candidate_type"), remote_address=f"{c.address}:{c.port}"
+            )
+        found.append(path)
+    return found
 
 
 def emit(ev: str, **fields: Any) -> None:
@@ -214,6 +275,20 @@ class Peer:
             remotes=sorted(p.identity for p in self.room.remote_participants.values()),
         )
 
+    async def paths(self) -> None:
+        get_stats = getattr(self.room, "get_rtc_stats", None)
+        if get_stats is None:
+            emit("paths", paths=None, error="no Room.get_rtc_stats")
+            return
+        try:
+            stats = await get_stats()
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            emit("paths", paths=None, error=repr(e))
+            return
+        found = selected_paths("publisher", stats.publisher_stats)
+        found += selected_paths("subscriber", stats.subscriber_stats)
+        emit("paths", paths=found)
+
     async def close(self, how: str) -> None:
         started = time.monotonic()
         if how == "aclose":
@@ -226,6 +301,12 @@ class Peer:
         options = rtc.RoomOptions()
         if self.args.connect_timeout:
             options.connect_timeout = self.args.connect_timeout
+        if self.args.relay or self.args.ice_server:
+            config = rtc.RtcConfiguration()
+            if self.args.relay:
+                config.ice_transport_type = rtc.IceTransportType.TRANSPORT_RELAY
+            config.ice_servers = [ice_server(spec) for spec in self.args.ice_server]
+            options.rtc_config = config
         try:
             await self.room.connect(self.args.url, self.args.token, options)
         except rtc.ConnectError as e:
@@ -260,6 +341,8 @@ class Peer:
                     self.spawn(self.tone(cmd.get("freq", 440.0)))
                 elif what == "report":
                     self.report()
+                elif what == "paths":
+                    self.spawn(self.paths())
                 elif what == "close":
                     await self.close(cmd.get("how", "disconnect"))
                     return 0
@@ -275,11 +358,31 @@ class Peer:
         return 0
 
 
+def ice_server(spec: str) -> rtc.IceServer:
+    """An IceServer of "URL[,URL...]|USERNAME|PASSWORD"."""
+    urls, _, rest = spec.partition("|")
+    username, _, password = rest.partition("|")
+    server = rtc.IceServer(urls=[u for u in urls.split(",") if u])
+    if username:
+        server.username = username
+    if password:
+        server.password = password
+    return server
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
     ap.add_argument("token")
     ap.add_argument("--connect-timeout", type=float, default=0.0)
+    ap.add_argument("--relay", action="store_true", help="relay candidates only")
+    ap.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URLS|USER|PASSWORD",
+        help="an ICE server, URLs separated by commas (repeatable)",
+    )
     args = ap.parse_args()
     logging.basicConfig(
         stream=sys.stderr,

@@ -51,19 +51,45 @@ async def test_bad_token(server: Any, token: Any) -> None:
     await room.aclose()
 
 
-async def test_unsupported_transport_policy_is_refused_clearly(server: Any, token: Any) -> None:
+async def test_relay_only_without_a_turn_server_and_bad_ice_servers_fail_clearly(
+    server: Any, token: Any
+) -> None:
     baseline = _native.handle_count()
     room = rtc.Room()
+    # The test server runs no TURN, and the user gives none: nothing could relay.
     relay_only = rtc.RoomOptions(
         rtc_config=rtc.RtcConfiguration(ice_transport_type=rtc.IceTransportType.TRANSPORT_RELAY)
     )
     with pytest.raises(rtc.ConnectError) as err:
         await room.connect(server.url, token("alice"), relay_only)
-    assert "relay" in err.value.message
+    assert "TURN" in err.value.message
     assert not room.isconnected()
+    # A URL that can never work is refused before anything is dialed.
+    for url, user, password, why in [
+        ("turn:10.0.0.1:3478", "", "", "credential"),
+        ("http://example.org", "", "", "scheme"),
+        ("turn:example.org:99999", "u", "p", "port"),
+        ("turns:example.org?transport=udp", "u", "p", "transport"),
+    ]:
+        bad = rtc.RoomOptions(
+            rtc_config=rtc.RtcConfiguration(
+                ice_servers=[rtc.IceServer(urls=[url], username=user, password=password)]
+            )
+        )
+        with pytest.raises(rtc.ConnectError) as err:
+            await room.connect(server.url, token("alice"), bad)
+        assert why in err.value.message and url in err.value.message, err.value.message
     assert _native.handle_count() == baseline
-    # The default policy still connects.
-    await room.connect(server.url, token("alice"))
+    # A STUN server that never answers costs nothing; no-host still connects (the
+    # server learns our address from the checks themselves).
+    quiet = rtc.RoomOptions(
+        rtc_config=rtc.RtcConfiguration(
+            ice_transport_type=rtc.IceTransportType.TRANSPORT_NOHOST,
+            ice_servers=[rtc.IceServer(urls=["stun:127.0.0.1:9"])],
+        )
+    )
+    await room.connect(server.url, token("alice"), quiet)
+    assert room.isconnected()
     await room.aclose()
 
 

@@ -36,34 +36,22 @@ import re
 import sys
 import time
 import uuid
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, List, Tuple
+from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from netns import JsonProcess, TestNetwork  # noqa: E402
+from netns import (  # noqa: E402
+    JsonProcess,
+    TestNetwork,
+    arrivals,
+    check_exactly_once_in_order,
+    running,
+)
 
 PEER = Path(__file__).resolve().parents[1] / "net" / "peer.py"
 PACKETS = 1000
 FRAMES_PER_SLOT = 50  # peer.py counts received audio frames per half second
 AUDIBLE_PER_SLOT = 20  # a half second in which the tone flows has at least this many
-
-
-@asynccontextmanager
-async def network(*clients: str) -> AsyncIterator[TestNetwork]:
-    net = TestNetwork(clients=clients or ("a", "b"))
-    net.start()
-    ok = False
-    try:
-        yield net
-        ok = True
-    finally:
-        for p in net.procs:
-            await p.stop(timeout=5)
-        keep = not ok or bool(os.environ.get("LKT_KEEP_LOGS"))
-        net.close(keep_logs=keep)
-        if keep:
-            print(f"network logs kept in {net.dir}", file=sys.stderr)
 
 
 async def join(net: TestNetwork, who: str, room: str, *args: str) -> JsonProcess:
@@ -76,20 +64,6 @@ async def join(net: TestNetwork, who: str, room: str, *args: str) -> JsonProcess
 
 def room_name() -> str:
     return f"net-{uuid.uuid4().hex[:8]}"
-
-
-def arrivals(report: Dict[str, Any], topic: str) -> List[Tuple[int, float]]:
-    """(index, arrival time) of each packet received on `topic`, in arrival order."""
-    return [(int(i), float(t)) for i, t in report["data"].get(topic, [])]
-
-
-def check_exactly_once_in_order(got: List[Tuple[int, float]], count: int) -> None:
-    indices = [i for i, _ in got]
-    duplicates = len(indices) - len(set(indices))
-    missing = sorted(set(range(count)) - set(indices))
-    assert duplicates == 0, f"{duplicates} duplicates"
-    assert not missing, f"{len(missing)} missing, the first {missing[:10]}"
-    assert indices == list(range(count)), "out of order"
 
 
 def log_lines(p: JsonProcess, pattern: str) -> List[str]:
@@ -105,7 +79,7 @@ def reconnections(p: JsonProcess) -> List[str]:
 
 
 async def test_random_loss_keeps_data_exact_and_audio_flowing() -> None:
-    async with network() as net:
+    async with running() as net:
         room = room_name()
         a = await join(net, "a", room)
         b = await join(net, "b", room)
@@ -144,7 +118,7 @@ async def test_random_loss_keeps_data_exact_and_audio_flowing() -> None:
 
 
 async def test_udp_blocked_the_room_connects_over_ice_tcp() -> None:
-    async with network() as net:
+    async with running() as net:
         room = room_name()
         # Every UDP packet between a and the server is dropped, from before a joins:
         # only its TCP candidate can connect (the signal is TCP anyway).
@@ -173,7 +147,7 @@ async def test_udp_blocked_the_room_connects_over_ice_tcp() -> None:
 
 
 async def test_cut_of_three_seconds_keeps_the_room_and_data_exact() -> None:
-    async with network() as net:
+    async with running() as net:
         room = room_name()
         a = await join(net, "a", room)
         b = await join(net, "b", room)
@@ -217,7 +191,7 @@ async def test_cut_of_three_seconds_keeps_the_room_and_data_exact() -> None:
 
 
 async def test_stalled_signal_is_found_by_ping_timeout_and_resumed() -> None:
-    async with network() as net:
+    async with running() as net:
         room = room_name()
         a = await join(net, "a", room)
         b = await join(net, "b", room)
@@ -263,7 +237,7 @@ FAIL_BOUND = 20.0 + CONNECT_TIMEOUT + 60.0 + CONNECT_TIMEOUT + 5.0
 
 
 async def test_link_that_never_returns_fails_with_max_retries() -> None:
-    async with network("a", "b", "c", "d") as net:
+    async with running("a", "b", "c", "d") as net:
         room = room_name()
         timeout = ("--connect-timeout", str(CONNECT_TIMEOUT))
         a = await join(net, "a", room, *timeout)

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
 use super::io::{Action, Input};
+use crate::ice::IceConfig;
 
 /// How long a disconnect waits for published data to be acknowledged.
 const FLUSH_ON_LEAVE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -65,6 +66,9 @@ pub(super) struct Driver {
     local_tracks: HashMap<String, (LocalAudioTrack, bool)>,
     publishing:
         HashMap<String, oneshot::Sender<std::result::Result<proto::TrackInfo, PublishError>>>,
+    /// The ICE servers and policy of the session joined last (the user's options
+    /// merged with the server's join).
+    session_ice: IceConfig,
 }
 
 impl Driver {
@@ -95,6 +99,7 @@ impl Driver {
             leaving: Vec::new(),
             leave_reason: proto::DisconnectReason::ClientInitiated,
             local_tracks: HashMap::new(),
+            session_ice: IceConfig::default(),
             publishing: HashMap::new(),
         }
     }
@@ -174,6 +179,10 @@ impl Driver {
                 ev = next(&mut self.peer_rx) => match ev {
                     Some((_, PeerEvent::AudioTrack { mid, track_id, sending })) => {
                         self.remote_audio(mid, track_id, sending).await
+                    }
+                    Some((role, PeerEvent::LocalCandidate(candidate))) => {
+                        self.trickle_gathered(role, candidate).await;
+                        continue;
                     }
                     Some((role, ev)) => Input::Peer(role, ev),
                     None => {
@@ -375,6 +384,11 @@ impl Driver {
         };
         match (first, resume) {
             (Resp::Join(join), false) => {
+                self.session_ice = IceConfig::for_session(
+                    &self.options.ice,
+                    &join.ice_servers,
+                    join.client_configuration.as_ref(),
+                );
                 self.signal = Some(signal);
                 self.signal_rx = Some(rx);
                 Input::Joined(Box::new(join))
@@ -402,13 +416,14 @@ impl Driver {
         self.peer_rx = Some(rx);
         let failed = |role, e: Error| Input::PeerFailed(role, e.to_string());
         let outbox = Some(self.shared.outbox.clone());
-        let publisher = PeerConnection::new(PeerRole::Publisher, local_ip, tx.clone(), outbox)
+        let ice = &self.session_ice;
+        let publisher = PeerConnection::new(PeerRole::Publisher, local_ip, ice, tx.clone(), outbox)
             .await
             .map_err(|e| failed(PeerRole::Publisher, e))?;
         *self.shared.media_input.lock() = Some(publisher.media_input());
         self.publisher = Some(publisher);
         self.subscriber = Some(
-            PeerConnection::new(PeerRole::Subscriber, local_ip, tx, None)
+            PeerConnection::new(PeerRole::Subscriber, local_ip, ice, tx, None)
                 .await
                 .map_err(|e| failed(PeerRole::Subscriber, e))?,
         );
@@ -417,6 +432,24 @@ impl Driver {
 }
 
 impl Driver {
+    /// A candidate found after the peer started: the server hears of it now if the
+    /// transport's m-line is known, else with the next offer or answer.
+    async fn trickle_gathered(&mut self, role: PeerRole, candidate: String) {
+        let Some(candidate_init) = self.peer(role).and_then(|p| p.gathered(candidate)) else {
+            return;
+        };
+        let target = match role {
+            PeerRole::Publisher => proto::SignalTarget::Publisher,
+            PeerRole::Subscriber => proto::SignalTarget::Subscriber,
+        };
+        self.send_signal(Req::Trickle(proto::TrickleRequest {
+            candidate_init,
+            target: target as i32,
+            ..Default::default()
+        }))
+        .await;
+    }
+
     /// The subscriber's media `mid` began or stopped carrying a track: a decoder
     /// for it starts here, and the machine decides what the user is told.
     async fn remote_audio(&mut self, mid: String, sid: String, sending: bool) -> Input {

@@ -819,7 +819,8 @@ impl Engine {
         match ev {
             PeerEvent::Data { kind, bytes } => self.on_data(now, kind, &bytes),
             // The driver turns these into `Input::RemoteAudio`.
-            PeerEvent::AudioTrack { .. } => {}
+            // Both handled by the driver, which owns the peers and the signal.
+            PeerEvent::AudioTrack { .. } | PeerEvent::LocalCandidate(_) => {}
             PeerEvent::Connected => self.t.connected(role),
             PeerEvent::ChannelOpen(kind) => {
                 self.t.channel_open(role, kind);

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::data::{DataKind, UserData};
 use crate::error::{Error, Result};
+use crate::ice::IceConfig;
 use crate::outbox::{Done, Outbox};
 use crate::room::{Participant, RoomEvent, RoomInfo, RoomState};
 use crate::rpc::{PerformRpc, Rpc, RpcError};
@@ -59,6 +60,9 @@ pub struct RoomOptions {
     /// RPC and data-stream packets are not handled here but handed over as they are
     /// ([`RoomEvent::DataPacket`]): for a gateway whose device runs that logic itself.
     pub relay_data: bool,
+    /// The user's ICE servers and policies (`RtcConfiguration`); the server's join
+    /// adds its own servers when these are empty.
+    pub ice: IceConfig,
 }
 
 impl Default for RoomOptions {
@@ -70,6 +74,7 @@ impl Default for RoomOptions {
             max_stream_writers: crate::stream::DEFAULT_MAX_STREAMS,
             max_stream_readers: crate::stream::DEFAULT_MAX_STREAMS,
             relay_data: false,
+            ice: IceConfig::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ use super::room::{FfiBuffer, FfiParticipant};
 use super::{FfiError, FfiResult, FfiServer};
 use crate::data::DataKind;
 use crate::engine::{Room, RoomOptions};
+use crate::ice::{IceConfig, IcePolicy, IceServer, ServerUrl};
 use crate::room::{Participant, RoomEvent, RoomInfo};
 use crate::state::{ConnectionState, FailureReason};
 
@@ -191,22 +192,8 @@ pub(super) fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
         max_stream_writers: FFI_MAX_STREAMS,
         ..Default::default()
     };
-    // Only host candidates are gathered so far: refuse what would silently not hold.
     if let Some(rtc) = &o.rtc_config {
-        match rtc
-            .ice_transport_type
-            .map(proto::IceTransportType::try_from)
-        {
-            None | Some(Ok(proto::IceTransportType::TransportAll)) => {}
-            Some(_) => {
-                return Err(FfiError::Invalid(
-                    "relay-only and no-host ICE transport types are not supported yet".into(),
-                ))
-            }
-        }
-        if !rtc.ice_servers.is_empty() {
-            log::warn!("custom ICE servers are not used yet: only host candidates are gathered");
-        }
+        opts.ice = ice_config(rtc)?;
     }
     if let Some(a) = o.auto_subscribe {
         opts.join.auto_subscribe = a;
@@ -221,6 +208,45 @@ pub(super) fn options(o: &proto::RoomOptions) -> FfiResult<RoomOptions> {
         opts.retry.max_attempts = n.max(1);
     }
     Ok(opts)
+}
+
+/// The user's `RtcConfiguration`: transport policy, gathering policy, ICE servers.
+pub(super) fn ice_config(rtc: &proto::RtcConfig) -> FfiResult<IceConfig> {
+    use proto::{ContinualGatheringPolicy as Gather, IceTransportType as Transport};
+    let policy = match rtc.ice_transport_type.map(Transport::try_from) {
+        None | Some(Ok(Transport::TransportAll)) => IcePolicy::All,
+        Some(Ok(Transport::TransportNohost)) => IcePolicy::NoHost,
+        Some(Ok(Transport::TransportRelay)) => IcePolicy::Relay,
+        Some(Err(_)) => return Err(FfiError::Invalid("unknown ICE transport type".into())),
+    };
+    let gather_continually = match rtc.continual_gathering_policy.map(Gather::try_from) {
+        None | Some(Ok(Gather::GatherOnce)) => false,
+        Some(Ok(Gather::GatherContinually)) => true,
+        Some(Err(_)) => return Err(FfiError::Invalid("unknown gathering policy".into())),
+    };
+    let servers = rtc
+        .ice_servers
+        .iter()
+        .map(|s| IceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.password.clone().unwrap_or_default(),
+        })
+        .collect();
+    let config = IceConfig {
+        policy,
+        servers,
+        gather_continually,
+    };
+    // A URL that can never work is the user's mistake: say so now, not as a
+    // connection that silently lacks the path it was meant to have.
+    for server in &config.servers {
+        for url in &server.urls {
+            ServerUrl::parse(url, &server.username, &server.credential)
+                .map_err(|e| FfiError::Invalid(format!("ICE server {url:?}: {e}")))?;
+        }
+    }
+    Ok(config)
 }
 
 /// The FFI event of one engine event, with the buffer handle it hands over when it

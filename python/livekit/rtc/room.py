@@ -101,8 +101,10 @@ class RtcConfiguration:
         proto_room.GATHER_CONTINUALLY
     )
     ice_servers: List[proto_room.IceServer] = field(default_factory=list)
-    """STUN/TURN servers. The core gathers host candidates only so far: servers given
-    here are not used yet, and a relay-only or no-host transport type is refused."""
+    """STUN/TURN servers (``stun:``, ``turn:`` over UDP or TCP, ``turns:`` over TLS,
+    with ``username`` and ``password``). When empty, those the server sends at join are
+    used. TLS certificates are checked against the public and system roots
+    (``SSL_CERT_FILE`` adds one)."""
 
 
 @dataclass
