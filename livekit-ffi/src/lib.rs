@@ -46,11 +46,12 @@ mod rpc;
 mod sdp;
 mod signal;
 mod state;
+pub mod stats;
 mod stream;
 mod turn;
 
 pub use data::{DataKind, ReceivedData, UserData};
-pub use engine::{PublishError, PublishOptions, Room, RoomOptions};
+pub use engine::{PublishError, PublishOptions, Room, RoomOptions, SessionStats};
 pub use error::{DataError, Error, Result};
 pub use outbox::Done;
 pub use room::{Participant, RoomEvent, RoomInfo};

@@ -22,7 +22,7 @@ use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +33,9 @@ use crate::ice::{self, IceConfig, IcePolicy, ServerUrl};
 use crate::ice_tcp::{self, TcpLinks};
 use crate::outbox::Outbox;
 use crate::sdp;
+use crate::stats::{
+    self, CandidateStats, CandidateType, ChannelStats, PathStats, PeerStats, Traffic,
+};
 use crate::turn::{Relay, RelayEvent, TurnServer};
 
 /// A channel takes no more packets while this much is buffered in SCTP: a burst
@@ -83,6 +86,8 @@ enum Command {
     AddRemoteCandidate(Candidate),
     /// Answer once everything queued has been sent and acknowledged.
     Flush(oneshot::Sender<Result<()>>),
+    /// A snapshot of what the connection measured.
+    Stats(oneshot::Sender<PeerStats>),
     /// Send a track's audio (`cid` is its id in the description) from the next offer on.
     AddAudio(String),
     /// Stop sending track `cid` (the next offer says so).
@@ -203,6 +208,7 @@ impl PeerConnection {
             extra: HashMap::new(),
             arrivals: host_tx,
             offered: ice.policy == IcePolicy::All,
+            known: HashMap::new(),
         };
         // A relay-only peer has no socket of its own: every packet goes through TURN.
         let tcp_local = TcpLinks::local_addr(local_ip);
@@ -215,8 +221,9 @@ impl PeerConnection {
             hosts.primary = Some((local, Arc::new(socket)));
             if let Some(c) = add_host(&mut rtc, local)? {
                 if hosts.offered {
-                    signalled.candidates.push(c);
+                    signalled.candidates.push(c.to_sdp_string());
                 }
+                hosts.known.insert(local, c);
             }
             for ip in ice::host_addresses(local_ip, &ice::interface_addresses())
                 .into_iter()
@@ -238,6 +245,7 @@ impl PeerConnection {
                 if hosts.offered {
                     signalled.candidates.push(c.to_sdp_string());
                 }
+                hosts.known.insert(tcp_local, c.clone());
             }
         }
         let (stun_tx, stun_rx) = mpsc::channel(64);
@@ -302,6 +310,17 @@ impl PeerConnection {
             stun_asked: Vec::new(),
             reflexive: HashSet::new(),
             path: None,
+            measured: PeerStats {
+                // We offer on the publisher and so start its checks; the server
+                // offers the subscriber.
+                controlling: role == PeerRole::Publisher,
+                ..Default::default()
+            },
+            path_traffic: Traffic::default(),
+            path_last: (0.0, 0.0),
+            channel_stats: HashMap::new(),
+            local_candidates: HashMap::new(),
+            remote_candidates: HashMap::new(),
             tcp: tcp_links,
             tcp_local,
             events,
@@ -377,6 +396,13 @@ impl PeerConnection {
 
     /// Resolves once the outbox is empty and SCTP holds nothing unacknowledged on
     /// our channels (publisher only): a leave sent after it loses no data.
+    pub async fn stats(&self) -> Result<PeerStats> {
+        let (reply, rx) = oneshot::channel();
+        self.tell(Command::Stats(reply)).await?;
+        rx.await
+            .map_err(|_| Error::Rtc("peer connection closed".into()))
+    }
+
     pub async fn flush(&self) -> Result<()> {
         self.call(Command::Flush).await
     }
@@ -465,6 +491,51 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// A candidate of the path for the stats: as signalled when we know it, else
+/// peer-reflexive (learned from the checks).
+fn describe(known: Option<&Candidate>, proto: Protocol, addr: SocketAddr) -> CandidateStats {
+    let protocol = if proto == Protocol::Udp { "udp" } else { "tcp" };
+    match known {
+        Some(c) => CandidateStats {
+            addr,
+            protocol,
+            kind: match c.kind() {
+                CandidateKind::Host => CandidateType::Host,
+                CandidateKind::ServerReflexive => CandidateType::ServerReflexive,
+                CandidateKind::PeerReflexive => CandidateType::PeerReflexive,
+                CandidateKind::Relayed => CandidateType::Relay,
+            },
+            priority: c.prio(),
+            foundation: stats::foundation(&c.to_sdp_string()),
+            relay: None,
+            tcp_active: c.tcptype().map(|t| t == TcpType::Active),
+        },
+        None => CandidateStats {
+            addr,
+            protocol,
+            kind: CandidateType::PeerReflexive,
+            priority: 0,
+            foundation: String::new(),
+            relay: None,
+            tcp_active: None,
+        },
+    }
+}
+
+/// The SCTP stream number of a channel (str0m shows it only through Debug).
+fn channel_number(id: ChannelId) -> i32 {
+    let text = format!("{id:?}");
+    let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+    digits.parse().unwrap_or(-1)
+}
+
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
 /// Relayed packets waiting for the peer's task.
 const QUEUE_RELAYED: usize = 1024;
 
@@ -477,13 +548,11 @@ fn candidate_init(candidate: &str, sdp_mid: &str, index: u32) -> String {
     .to_string()
 }
 
-/// Adds a UDP host candidate at `addr`; its SDP form, `None` if str0m already had it.
-fn add_host(rtc: &mut Rtc, addr: SocketAddr) -> Result<Option<String>> {
+/// Adds a UDP host candidate at `addr`; `None` if str0m already had it.
+fn add_host(rtc: &mut Rtc, addr: SocketAddr) -> Result<Option<Candidate>> {
     let candidate = Candidate::host(addr, "udp")
         .map_err(|e| Error::Rtc(format!("bad host candidate {addr}: {e}")))?;
-    Ok(rtc
-        .add_local_candidate(candidate)
-        .map(|c| c.to_sdp_string()))
+    Ok(rtc.add_local_candidate(candidate).cloned())
 }
 
 /// The peer's UDP host sockets: the primary one (on the address that routes to the
@@ -494,6 +563,8 @@ struct Hosts {
     arrivals: mpsc::Sender<HostArrival>,
     /// Whether host candidates are offered to the server (not under no-host).
     offered: bool,
+    /// Every host candidate made (ICE-TCP's too), by address.
+    known: HashMap<SocketAddr, Candidate>,
 }
 
 impl Hosts {
@@ -513,7 +584,7 @@ impl Hosts {
             }
         };
         let local = socket.local_addr().ok()?;
-        let sdp = match add_host(rtc, local) {
+        let candidate = match add_host(rtc, local) {
             Ok(c) => c?,
             Err(e) => {
                 log::debug!("{e}");
@@ -522,6 +593,8 @@ impl Hosts {
         };
         tokio::spawn(read_host(socket.clone(), local, self.arrivals.clone()));
         self.extra.insert(local, socket);
+        let sdp = candidate.to_sdp_string();
+        self.known.insert(local, candidate);
         self.offered.then_some(sdp)
     }
 
@@ -651,6 +724,14 @@ struct Driver {
     reflexive: HashSet<SocketAddr>,
     /// The path the last packet other than STUN took: (protocol, from, to).
     path: Option<(Protocol, SocketAddr, SocketAddr)>,
+    /// Counters for `stats`, the path's since it was chosen.
+    measured: PeerStats,
+    path_traffic: Traffic,
+    path_last: (f64, f64),
+    channel_stats: HashMap<ChannelId, ChannelStats>,
+    /// Our candidates and the server's, by address, to describe the path.
+    local_candidates: HashMap<SocketAddr, Candidate>,
+    remote_candidates: HashMap<SocketAddr, Candidate>,
     /// ICE-TCP connections, and our active candidate's address on them.
     tcp: TcpLinks,
     tcp_local: SocketAddr,
@@ -790,6 +871,9 @@ impl Driver {
             return;
         }
         self.path = Some((proto, from, to));
+        self.measured.path_changes += 1;
+        self.path_traffic = Traffic::default();
+        self.path_last = (0.0, 0.0);
         let kind = match self.relayed.get(&from).and_then(|i| self.relays.get(*i)) {
             Some(relay) => format!("relay by {}", relay.server()),
             None => "host".into(),
@@ -800,13 +884,56 @@ impl Driver {
         );
     }
 
+    /// Counts one packet leaving on (proto, from, to).
+    fn count_sent(&mut self, proto: Protocol, from: SocketAddr, to: SocketAddr, bytes: usize) {
+        self.measured.transport.sent(bytes);
+        if self.path == Some((proto, from, to)) {
+            self.path_traffic.sent(bytes);
+            self.path_last.0 = unix_ms();
+        }
+    }
+
     /// Hands one packet that arrived for our candidate at `local` to str0m.
     fn receive(&mut self, proto: Protocol, source: SocketAddr, local: SocketAddr, packet: &[u8]) {
+        self.measured.transport.received(packet.len());
+        if self.path == Some((proto, local, source)) {
+            self.path_traffic.received(packet.len());
+            self.path_last.1 = unix_ms();
+        }
         if let Ok(recv) = Receive::new(proto, source, local, packet) {
             if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
                 log::debug!("{:?}: dropped a {proto:?} packet: {e}", self.role);
             }
         }
+    }
+
+    /// What the connection measured, with its chosen path described.
+    fn snapshot(&self) -> PeerStats {
+        let mut out = self.measured.clone();
+        let mut channels: Vec<ChannelStats> = self.channel_stats.values().cloned().collect();
+        channels.sort_by_key(|c| c.id);
+        out.channels = channels;
+        out.path = self.path.map(|(proto, from, to)| PathStats {
+            local: self.describe_local(proto, from),
+            remote: describe(self.remote_candidates.get(&to), proto, to),
+            traffic: self.path_traffic,
+            last_sent_ms: self.path_last.0,
+            last_received_ms: self.path_last.1,
+        });
+        out
+    }
+
+    fn describe_local(&self, proto: Protocol, addr: SocketAddr) -> CandidateStats {
+        let known = self
+            .local_candidates
+            .get(&addr)
+            .or_else(|| self.hosts.known.get(&addr));
+        let mut c = describe(known, proto, addr);
+        if let Some(relay) = self.relayed.get(&addr).and_then(|i| self.relays.get(*i)) {
+            c.kind = CandidateType::Relay;
+            c.relay = Some((relay.transport(), relay.server().to_owned()));
+        }
+        c
     }
 
     /// Takes the answer to one of our STUN requests: a server-reflexive candidate.
@@ -856,6 +983,7 @@ impl Driver {
                 match Candidate::relayed(relayed, local, "udp") {
                     Ok(c) => {
                         if let Some(c) = self.rtc.add_local_candidate(c) {
+                            self.local_candidates.insert(relayed, c.clone());
                             let sdp = c.to_sdp_string();
                             self.emit(PeerEvent::LocalCandidate(sdp)).await;
                         }
@@ -893,10 +1021,12 @@ impl Driver {
                 Ok(Output::Timeout(t)) => return Some(t),
                 Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
                     self.note_path(t.proto, t.source, t.destination, &t.contents);
+                    self.count_sent(t.proto, t.source, t.destination, t.contents.len());
                     self.tcp.send(t.destination, &t.contents);
                 }
                 Ok(Output::Transmit(t)) => {
                     self.note_path(t.proto, t.source, t.destination, &t.contents);
+                    self.count_sent(t.proto, t.source, t.destination, t.contents.len());
                     if let Some(relay) = self
                         .relayed
                         .get(&t.source)
@@ -921,8 +1051,20 @@ impl Driver {
 
     async fn event(&mut self, e: Event) {
         match e {
-            Event::Connected => self.emit(PeerEvent::Connected).await,
-            Event::IceConnectionStateChange(s) => self.emit(PeerEvent::IceState(s)).await,
+            Event::Connected => {
+                self.measured.dtls_connected = true;
+                self.emit(PeerEvent::Connected).await
+            }
+            Event::IceConnectionStateChange(s) => {
+                self.measured.ice = match s {
+                    IceConnectionState::New => stats::IceState::New,
+                    IceConnectionState::Checking => stats::IceState::Checking,
+                    IceConnectionState::Connected => stats::IceState::Connected,
+                    IceConnectionState::Completed => stats::IceState::Completed,
+                    IceConnectionState::Disconnected => stats::IceState::Disconnected,
+                };
+                self.emit(PeerEvent::IceState(s)).await
+            }
             Event::ChannelOpen(id, label) => {
                 log::debug!("{:?}: channel {label} open", self.role);
                 let kind = if label == DataKind::Lossy.label() {
@@ -931,6 +1073,16 @@ impl Driver {
                     DataKind::Reliable
                 };
                 self.channels.insert(id, kind);
+                self.measured.channels_opened += 1;
+                self.channel_stats.insert(
+                    id,
+                    ChannelStats {
+                        label: label.clone(),
+                        id: channel_number(id),
+                        open: true,
+                        ..Default::default()
+                    },
+                );
                 if let Some(mut ch) = self.rtc.channel(id) {
                     ch.set_buffered_amount_low_threshold(SEND_LOW_WATER);
                 }
@@ -944,6 +1096,10 @@ impl Driver {
                 self.emit(PeerEvent::ChannelOpen(kind)).await;
             }
             Event::ChannelData(d) => {
+                if let Some(c) = self.channel_stats.get_mut(&d.id) {
+                    c.messages_received += 1;
+                    c.bytes_received += d.data.len() as u64;
+                }
                 let kind = self
                     .channels
                     .get(&d.id)
@@ -957,6 +1113,10 @@ impl Driver {
             }
             Event::ChannelClose(id) => {
                 log::debug!("{:?}: channel {id:?} closed", self.role);
+                self.measured.channels_closed += 1;
+                if let Some(c) = self.channel_stats.get_mut(&id) {
+                    c.open = false;
+                }
                 self.ours.retain(|c| *c != id);
                 if let Some(kind) = self.channels.remove(&id) {
                     if self.open.get(&kind) == Some(&id) {
@@ -1078,8 +1238,15 @@ impl Driver {
                     let Some(bytes) = queue.front(kind) else {
                         break;
                     };
+                    let size = bytes.len() as u64;
                     match ch.write(true, bytes) {
-                        Ok(true) => queue.written(kind).map(|done| (done, Ok(()))),
+                        Ok(true) => {
+                            if let Some(c) = self.channel_stats.get_mut(&id) {
+                                c.messages_sent += 1;
+                                c.bytes_sent += size;
+                            }
+                            queue.written(kind).map(|done| (done, Ok(())))
+                        }
                         Ok(false) => break,
                         Err(e) => queue.discard_front(kind).map(|done| {
                             (
@@ -1101,6 +1268,9 @@ impl Driver {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
+            Command::Stats(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
             Command::Flush(reply) => {
                 self.flushing.push(reply);
                 self.check_flushed();
@@ -1217,6 +1387,7 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::AddRemoteCandidate(c) => {
+                self.remote_candidates.insert(c.addr(), c.clone());
                 if self.remote_ips.insert(c.addr().ip()) {
                     for relay in &self.relays {
                         relay.permit(c.addr().ip());

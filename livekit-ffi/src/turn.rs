@@ -101,6 +101,7 @@ enum Command {
 pub struct Relay {
     tx: mpsc::Sender<Command>,
     server: String,
+    transport: TurnTransport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,7 @@ impl Relay {
         let (tx, rx) = mpsc::channel(QUEUE);
         let described = server.to_string();
         let name = described.clone();
+        let transport = server.transport;
         tokio::spawn(async move {
             if let Err(e) = run(id, server, local_ip, tls, rx, &events).await {
                 log::warn!("TURN {described}: {e}");
@@ -143,7 +145,16 @@ impl Relay {
                     .await;
             }
         });
-        Self { tx, server: name }
+        Self {
+            tx,
+            server: name,
+            transport,
+        }
+    }
+
+    /// How the relay reaches its TURN server.
+    pub fn transport(&self) -> TurnTransport {
+        self.transport
     }
 
     /// The TURN server's URL.

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,30 +117,10 @@ async def paths(p: JsonProcess) -> Optional[List[Dict[str, Any]]]:
     return found
 
 
-def logged_paths(p: JsonProcess) -> Dict[str, str]:
-    """The last path each peer connection of our core took, from its log lines
-    "Publisher: path now Udp 10.199.7.2:40001 (relay by turn:...) -> 10.199.7.1:7882":
-    {"Publisher": "relay by turn:...", "Subscriber": ...}."""
-    last: Dict[str, str] = {}
-    for line in p.log.read_text(errors="replace").splitlines():
-        m = re.search(r"(Publisher|Subscriber): path now \w+ \S+ \((.+?)\) -> ", line)
-        if m:
-            last[m.group(1)] = m.group(2)
-    return last
-
-
 def check_relayed(p: JsonProcess, found: Optional[List[Dict[str, Any]]], protocol: str) -> None:
-    """Each peer connection's chosen path goes through a relay reached over `protocol`
-    ("udp", "tcp" or "tls"): from the stats where the stack has them, else from our
-    core's log."""
-    if found is None:
-        last = logged_paths(p)
-        assert set(last) == {"Publisher", "Subscriber"}, (p.name, last, p.log)
-        scheme = {"udp": "turn:", "tcp": "turn:", "tls": "turns:"}[protocol]
-        transport = "transport=udp" if protocol == "udp" else "transport=tcp"
-        for role, kind in last.items():
-            assert kind.startswith(f"relay by {scheme}") and transport in kind, (p.name, last)
-        return
+    """Each peer connection's chosen candidate pair, as Room.get_rtc_stats tells it,
+    is local to a relay reached over `protocol` ("udp", "tcp" or "tls")."""
+    assert found is not None, f"{p.name}: no stats"
     assert found, f"{p.name}: no selected candidate pair"
     for path in found:
         assert path.get("local") == "relay", (p.name, found)

@@ -24,7 +24,7 @@ const FLUSH_ON_LEAVE: std::time::Duration = std::time::Duration::from_secs(2);
 use super::machine::Engine;
 use super::media::PublishError;
 use super::requests::RequestError;
-use super::{Command, RoomOptions, Shared};
+use super::{Command, RoomOptions, SessionStats, Shared};
 use crate::audio::{LocalAudioTrack, RemoteAudioTrack};
 use crate::error::{Error, Result};
 use crate::peer::{route_ip, PeerConnection, PeerEvent, PeerRole};
@@ -145,6 +145,11 @@ impl Driver {
                     }
                     Some(Command::Unpublish(sid, reply)) => {
                         let _ = reply.send(self.engine.unpublish(&sid));
+                        continue;
+                    }
+                    Some(Command::Stats(reply)) => {
+                        let stats = self.stats().await;
+                        let _ = reply.send(stats);
                         continue;
                     }
                     Some(Command::Mute(sid, muted, reply)) => {
@@ -432,6 +437,24 @@ impl Driver {
 }
 
 impl Driver {
+    async fn stats(&self) -> SessionStats {
+        let of = |p: Option<&PeerConnection>| {
+            let p = p.cloned();
+            async move {
+                match p {
+                    Some(p) => p.stats().await.ok(),
+                    None => None,
+                }
+            }
+        };
+        let (publisher, subscriber) =
+            tokio::join!(of(self.publisher.as_ref()), of(self.subscriber.as_ref()));
+        SessionStats {
+            publisher,
+            subscriber,
+        }
+    }
+
     /// A candidate found after the peer started: the server hears of it now if the
     /// transport's m-line is known, else with the next offer or answer.
     async fn trickle_gathered(&mut self, role: PeerRole, candidate: String) {

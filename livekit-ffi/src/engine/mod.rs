@@ -35,6 +35,7 @@ use crate::room::{Participant, RoomEvent, RoomInfo, RoomState};
 use crate::rpc::{PerformRpc, Rpc, RpcError};
 use crate::signal::{parse_server_url, JoinOptions};
 use crate::state::{ConnectionState, FailureReason, RetryPolicy};
+use crate::stats::PeerStats;
 use crate::stream::{StreamHeader, StreamOptions, StreamWriter, Streams};
 use requests::RequestError;
 
@@ -203,12 +204,21 @@ enum Command {
     },
     Unpublish(String, oneshot::Sender<bool>),
     Mute(String, bool, oneshot::Sender<bool>),
+    /// What both peer connections measured (publisher, subscriber).
+    Stats(oneshot::Sender<SessionStats>),
     /// A request the server answers with nothing (sent as is, when connected).
     Signal(Box<proto::signal_request::Message>),
     Update(
         proto::UpdateParticipantMetadata,
         oneshot::Sender<std::result::Result<(), RequestError>>,
     ),
+}
+
+/// What a room's peer connections measured; a connection not up has none.
+#[derive(Debug, Clone, Default)]
+pub struct SessionStats {
+    pub publisher: Option<PeerStats>,
+    pub subscriber: Option<PeerStats>,
 }
 
 /// A joined room. Cheap to clone; the room is left when the last clone is dropped
@@ -359,6 +369,16 @@ impl Room {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Mute(sid.to_owned(), muted, reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// The statistics of both peer connections (for `get_rtc_stats`).
+    pub async fn stats(&self) -> Result<SessionStats> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Stats(reply))
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)

@@ -8,9 +8,10 @@ use super::room::{FfiBuffer, FfiParticipant};
 use super::{FfiError, FfiResult, FfiServer};
 use crate::data::DataKind;
 use crate::engine::{Room, RoomOptions};
-use crate::ice::{IceConfig, IcePolicy, IceServer, ServerUrl};
+use crate::ice::{IceConfig, IcePolicy, IceServer, ServerUrl, TurnTransport};
 use crate::room::{Participant, RoomEvent, RoomInfo};
 use crate::state::{ConnectionState, FailureReason};
+use crate::stats::{CandidateStats, CandidateType, IceState, PeerStats};
 
 use proto::room_event::Message as RoomEv;
 
@@ -530,6 +531,167 @@ pub(super) fn transcription(
             })
             .collect(),
     }
+}
+
+/// One peer connection's statistics as the official SDK lists them: the peer
+/// connection, its data channels, its transport, and the chosen candidate pair with
+/// both candidates; ids are prefixed with `pc` ("PUB", "SUB") so both lists can be
+/// read together. Empty when the connection is not up.
+pub(super) fn peer_stats(pc: &str, stats: Option<PeerStats>) -> Vec<proto::RtcStats> {
+    use proto::rtc_stats::{
+        CandidatePair, DataChannel, LocalCandidate, PeerConnection, RemoteCandidate, Stats,
+        Transport,
+    };
+    let Some(s) = stats else {
+        return Vec::new();
+    };
+    let now = crate::engine::unix_millis();
+    let data = |id: String| proto::RtcStatsData { id, timestamp: now };
+    let entry = |stats: Stats| proto::RtcStats { stats: Some(stats) };
+    let transport_id = format!("{pc}_T01");
+    let mut out = vec![entry(Stats::PeerConnection(PeerConnection {
+        rtc: data(format!("{pc}_PC")),
+        pc: proto::PeerConnectionStats {
+            data_channels_opened: s.channels_opened,
+            data_channels_closed: s.channels_closed,
+        },
+    }))];
+    for c in &s.channels {
+        let state = if c.open {
+            proto::DataChannelState::DcOpen
+        } else {
+            proto::DataChannelState::DcClosed
+        };
+        out.push(entry(Stats::DataChannel(DataChannel {
+            rtc: data(format!("{pc}_D{}", c.id)),
+            dc: proto::DataChannelStats {
+                label: c.label.clone(),
+                protocol: String::new(),
+                data_channel_identifier: c.id,
+                state: Some(state as i32),
+                messages_sent: c.messages_sent,
+                bytes_sent: c.bytes_sent,
+                messages_received: c.messages_received,
+                bytes_received: c.bytes_received,
+            },
+        })));
+    }
+    let pair_id = s
+        .path
+        .as_ref()
+        .map(|p| format!("{pc}_CP{}_{}", p.local.addr, p.remote.addr))
+        .unwrap_or_default();
+    let ice_state = match s.ice {
+        IceState::New => proto::IceTransportState::IceTransportNew,
+        IceState::Checking => proto::IceTransportState::IceTransportChecking,
+        IceState::Connected => proto::IceTransportState::IceTransportConnected,
+        IceState::Completed => proto::IceTransportState::IceTransportCompleted,
+        IceState::Disconnected => proto::IceTransportState::IceTransportDisconnected,
+    };
+    let dtls_state = if s.dtls_connected {
+        proto::DtlsTransportState::DtlsTransportConnected
+    } else {
+        proto::DtlsTransportState::DtlsTransportConnecting
+    };
+    let role = if s.controlling {
+        proto::IceRole::IceControlling
+    } else {
+        proto::IceRole::IceControlled
+    };
+    out.push(entry(Stats::Transport(Transport {
+        rtc: data(transport_id.clone()),
+        transport: proto::TransportStats {
+            packets_sent: s.transport.packets_sent,
+            packets_received: s.transport.packets_received,
+            bytes_sent: s.transport.bytes_sent,
+            bytes_received: s.transport.bytes_received,
+            ice_role: role as i32,
+            ice_local_username_fragment: String::new(),
+            dtls_state: Some(dtls_state as i32),
+            ice_state: Some(ice_state as i32),
+            selected_candidate_pair_id: pair_id.clone(),
+            local_certificate_id: String::new(),
+            remote_certificate_id: String::new(),
+            tls_version: String::new(),
+            dtls_cipher: String::new(),
+            dtls_role: proto::DtlsRole::DtlsUnknown as i32,
+            srtp_cipher: String::new(),
+            selected_candidate_pair_changes: s.path_changes,
+        },
+    })));
+    let Some(path) = s.path else {
+        return out;
+    };
+    let candidate = |c: &CandidateStats| proto::IceCandidateStats {
+        transport_id: transport_id.clone(),
+        address: c.addr.ip().to_string(),
+        port: i32::from(c.addr.port()),
+        protocol: c.protocol.to_owned(),
+        candidate_type: Some(match c.kind {
+            CandidateType::Host => proto::IceCandidateType::Host,
+            CandidateType::ServerReflexive => proto::IceCandidateType::Srflx,
+            CandidateType::PeerReflexive => proto::IceCandidateType::Prflx,
+            CandidateType::Relay => proto::IceCandidateType::Relay,
+        } as i32),
+        priority: c.priority as i32,
+        url: c.relay.as_ref().map(|(_, u)| u.clone()).unwrap_or_default(),
+        relay_protocol: c.relay.as_ref().map(|(t, _)| {
+            (match t {
+                TurnTransport::Udp => proto::IceServerTransportProtocol::TransportUdp,
+                TurnTransport::Tcp => proto::IceServerTransportProtocol::TransportTcp,
+                TurnTransport::Tls => proto::IceServerTransportProtocol::TransportTls,
+            }) as i32
+        }),
+        foundation: c.foundation.clone(),
+        related_address: String::new(),
+        related_port: 0,
+        username_fragment: String::new(),
+        tcp_type: c.tcp_active.map(|active| {
+            (if active {
+                proto::IceTcpCandidateType::CandidateActive
+            } else {
+                proto::IceTcpCandidateType::CandidatePassive
+            }) as i32
+        }),
+    };
+    let local_id = format!("{pc}_I{}", path.local.addr);
+    let remote_id = format!("{pc}_I{}", path.remote.addr);
+    out.push(entry(Stats::CandidatePair(CandidatePair {
+        rtc: data(pair_id),
+        candidate_pair: proto::CandidatePairStats {
+            transport_id: transport_id.clone(),
+            local_candidate_id: local_id.clone(),
+            remote_candidate_id: remote_id.clone(),
+            state: Some(proto::IceCandidatePairState::PairSucceeded as i32),
+            nominated: true,
+            packets_sent: path.traffic.packets_sent,
+            packets_received: path.traffic.packets_received,
+            bytes_sent: path.traffic.bytes_sent,
+            bytes_received: path.traffic.bytes_received,
+            last_packet_sent_timestamp: path.last_sent_ms,
+            last_packet_received_timestamp: path.last_received_ms,
+            total_round_trip_time: 0.0,
+            current_round_trip_time: 0.0,
+            available_outgoing_bitrate: 0.0,
+            available_incoming_bitrate: 0.0,
+            requests_received: 0,
+            requests_sent: 0,
+            responses_received: 0,
+            responses_sent: 0,
+            consent_requests_sent: 0,
+            packets_discarded_on_send: 0,
+            bytes_discarded_on_send: 0,
+        },
+    })));
+    out.push(entry(Stats::LocalCandidate(LocalCandidate {
+        rtc: data(local_id),
+        candidate: candidate(&path.local),
+    })));
+    out.push(entry(Stats::RemoteCandidate(RemoteCandidate {
+        rtc: data(remote_id),
+        candidate: candidate(&path.remote),
+    })));
+    out
 }
 
 #[cfg(test)]

@@ -338,6 +338,7 @@ impl FfiServer {
                 room::set_local_metadata(self, r).map(Res::SetLocalMetadata)
             }
             Req::SetLocalName(r) => room::set_local_name(self, r).map(Res::SetLocalName),
+            Req::GetSessionStats(r) => room::get_session_stats(self, r).map(Res::GetSessionStats),
             Req::PublishSipDtmf(r) => room::publish_sip_dtmf(self, r).map(Res::PublishSipDtmf),
             Req::PublishTranscription(r) => {
                 room::publish_transcription(self, r).map(Res::PublishTranscription)

@@ -501,3 +501,39 @@ pub(super) fn set_track_subscription_permissions(
     });
     Ok(proto::SetTrackSubscriptionPermissionsResponse {})
 }
+
+pub(super) fn get_session_stats(
+    server: &'static FfiServer,
+    r: proto::GetSessionStatsRequest,
+) -> FfiResult<proto::GetSessionStatsResponse> {
+    let room = server.with_handle::<FfiRoom, _>(r.room_handle, |h| h.room.clone())?;
+    let async_id = server.async_id(r.request_async_id);
+    let failed = move |error: String| {
+        Ev::GetSessionStats(proto::GetSessionStatsCallback {
+            async_id,
+            message: Some(proto::get_session_stats_callback::Message::Error(error)),
+        })
+    };
+    server.spawn_async(
+        async_id,
+        async move {
+            let event = match room.stats().await {
+                Ok(stats) => Ev::GetSessionStats(proto::GetSessionStatsCallback {
+                    async_id,
+                    message: Some(proto::get_session_stats_callback::Message::Result(
+                        proto::get_session_stats_callback::Result {
+                            publisher_stats: convert::peer_stats("PUB", stats.publisher),
+                            subscriber_stats: convert::peer_stats("SUB", stats.subscriber),
+                        },
+                    )),
+                }),
+                Err(e) => failed(e.to_string()),
+            };
+            if server.finish(async_id) {
+                server.send_event(event);
+            }
+        },
+        move |m| FfiServer::global().send_event(failed(m)),
+    );
+    Ok(proto::GetSessionStatsResponse { async_id })
+}

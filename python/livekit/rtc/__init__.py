@@ -9,6 +9,7 @@ audio tracks (`LocalAudioTrack` fed by an `AudioSource`, `AudioStream` to receiv
 and release their native handles deterministically (`async with Room() as room`).
 """
 
+from ._proto import stats_pb2 as stats
 from ._proto.participant_pb2 import (
     DisconnectReason,
     ParticipantKind,
@@ -86,6 +87,7 @@ from .room import (
     Room,
     RoomOptions,
     RtcConfiguration,
+    RtcStats,
     SipDTMF,
 )
 from .utils import combine_audio_frames
@@ -162,6 +164,8 @@ __all__ = [
     "RemoteParticipant",
     "Room",
     "RoomOptions",
+    "RtcStats",
+    "stats",
     "RtcConfiguration",
     "SipDTMF",
     "TrackKind",

@@ -33,6 +33,7 @@ from ._ffi_client import (
 from ._proto import ffi_pb2 as proto_ffi
 from ._proto import participant_pb2 as proto_participant
 from ._proto import room_pb2 as proto_room
+from ._proto import stats_pb2 as proto_stats
 from ._proto import track_pb2 as proto_track
 from .data_stream import (
     ByteStreamHandler,
@@ -145,6 +146,14 @@ class SipDTMF:
     code: int
     digit: str
     participant: Optional[RemoteParticipant] = None
+
+
+@dataclass
+class RtcStats:
+    """What the room's two peer connections measured (`Room.get_rtc_stats`)."""
+
+    publisher_stats: List[proto_stats.RtcStats]
+    subscriber_stats: List[proto_stats.RtcStats]
 
 
 class ConnectError(Exception):
@@ -368,6 +377,22 @@ class Room(EventEmitter[EventTypes]):
             logger.debug("disconnect did not finish cleanly: %s", e)
         finally:
             self._release()
+
+    async def get_rtc_stats(self) -> RtcStats:
+        """The statistics of the publisher and subscriber peer connections: each
+        one's peer connection, data channels, transport, and the candidate pair in use
+        with both candidates (a relay's server URL and protocol among them)."""
+        if not self.isconnected() or self._handle is None:
+            raise RuntimeError("the room isn't connected")
+        req = proto_ffi.FfiRequest()
+        req.get_session_stats.room_handle = self._handle
+        cb = (await FfiClient.instance().call(req)).get_session_stats
+        if cb.HasField("error"):
+            raise RuntimeError(cb.error)
+        return RtcStats(
+            publisher_stats=list(cb.result.publisher_stats),
+            subscriber_stats=list(cb.result.subscriber_stats),
+        )
 
     async def aclose(self) -> None:
         """Disconnects and releases every native resource of the room now."""
