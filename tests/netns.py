@@ -329,15 +329,19 @@ class TestNetwork:
         server_yaml: str = "",
         turn: bool = False,
         coturn: bool = False,
+        ipv6: bool = False,
     ) -> None:
         """`server_yaml` is added to the server's configuration (a `turn:` key of its
         own replaces ours, unless `turn`); `turn` enables the server's embedded TURN,
-        `coturn` starts a coturn TURN server beside it."""
+        `coturn` starts a coturn TURN server beside it; `ipv6` gives every namespace
+        an IPv6 address too (`addr6`), on the same link. Faults (iptables) touch
+        IPv4 only."""
         self.name = f"lkt-{secrets.token_hex(3)}"
         self.clients = list(clients)
         self.server_yaml = server_yaml
         self.turn = turn
         self.coturn = coturn
+        self.ipv6 = ipv6
         if turn and re.search(r"^turn\s*:", server_yaml, re.MULTILINE):
             raise ValueError("turn=True writes the server's `turn:` key: not in server_yaml too")
         self.subnet = ""
@@ -362,6 +366,12 @@ class TestNetwork:
         if who == "srv":
             return f"{self.subnet}.1"
         return f"{self.subnet}.{2 + self.clients.index(who)}"
+
+    def addr6(self, who: str) -> str:
+        """`who`'s IPv6 address (a unique local one, of the network's own /64)."""
+        third = self.subnet.rsplit(".", 1)[-1]
+        host = 1 if who == "srv" else 2 + self.clients.index(who)
+        return f"fd99:{int(third):x}::{host:x}"
 
     @property
     def url(self) -> str:
@@ -438,12 +448,17 @@ class TestNetwork:
             self._ip(who, "link", "set", "lo", "up")
         self._ip("srv", "link", "add", "lkbr", "type", "bridge")
         self._ip("srv", "addr", "add", f"{self.addr('srv')}/24", "dev", "lkbr")
+        if self.ipv6:
+            # nodad: usable at once, not after seconds of duplicate detection.
+            self._ip("srv", "addr", "add", f"{self.addr6('srv')}/64", "dev", "lkbr", "nodad")
         self._ip("srv", "link", "set", "lkbr", "up")
         for who in self.clients:
             # Made right in the namespaces: no name can clash with the host's.
             veth = ["ip", "link", "add", "eth0", "netns", self.ns(who), "type", "veth"]
             _run(*veth, "peer", "name", f"v-{who}", "netns", self.ns("srv"))
             self._ip(who, "addr", "add", f"{self.addr(who)}/24", "dev", "eth0")
+            if self.ipv6:
+                self._ip(who, "addr", "add", f"{self.addr6(who)}/64", "dev", "eth0", "nodad")
             self._ip(who, "link", "set", "eth0", "up")
             self._ip("srv", "link", "set", f"v-{who}", "master", "lkbr")
             self._ip("srv", "link", "set", f"v-{who}", "up")
@@ -696,6 +711,14 @@ class TestNetwork:
         odds = f"{probability:.3f}"
         random_drop = ["-m", "statistic", "--mode", "random", "--probability", odds]
         return self.fault(who, ["-p", protocol, *random_drop])
+
+    def add_address(self, who: str, host: int) -> str:
+        """Gives `who` a second IPv4 address, `<subnet>.host`, on its link (as when a
+        device joins another network) and returns it. Faults keep matching the first
+        address only."""
+        extra = f"{self.subnet}.{host}"
+        self._ip(who, "addr", "add", f"{extra}/24", "dev", "eth0")
+        return extra
 
     def cut(self, who: str) -> Fault:
         """Nothing passes between `who` and the server."""

@@ -38,12 +38,24 @@ pub struct IceServer {
     pub credential: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IceConfig {
     pub policy: IcePolicy,
     pub servers: Vec<IceServer>,
     /// Keep looking for new interface addresses while connected (GATHER_CONTINUALLY).
     pub gather_continually: bool,
+}
+
+impl Default for IceConfig {
+    /// As the official SDKs: every candidate, the server's ICE servers, and
+    /// continual gathering (a device that changes networks keeps its session).
+    fn default() -> Self {
+        Self {
+            policy: IcePolicy::All,
+            servers: Vec::new(),
+            gather_continually: true,
+        }
+    }
 }
 
 impl IceConfig {

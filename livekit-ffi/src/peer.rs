@@ -57,6 +57,10 @@ pub enum PeerEvent {
     Connected,
     /// ICE connectivity changed; `Disconnected` may recover on its own.
     IceState(IceConnectionState),
+    /// Nothing came over the chosen path for `PATH_SILENT` although ICE checks it
+    /// every 1.5 s: the path is gone. str0m holds on to it for 15 s more (as long as
+    /// the peer's last check is recent by its measure), past the server's own timeout.
+    PathSilent,
     ChannelOpen(DataKind),
     /// A candidate found after the start (server-reflexive, relayed, or a new
     /// interface address), as its SDP attribute value; the server must hear of it.
@@ -116,6 +120,15 @@ struct Signalled {
     candidates: Vec<String>,
     target: Option<(String, u32)>,
 }
+
+/// ICE checks: the longest wait between retransmissions (also how often a valid
+/// pair is checked), and how many unanswered ones fail a pair.
+const STUN_MAX_RTO: Duration = Duration::from_millis(1500);
+const STUN_RETRANSMITS: usize = 7;
+
+/// How long the chosen path may stay silent (checks go both ways every 1.5 s or so)
+/// before it is reported lost.
+pub const PATH_SILENT: Duration = Duration::from_secs(8);
 
 /// How often new interface addresses are looked for under GATHER_CONTINUALLY.
 const REGATHER_EVERY: Duration = Duration::from_secs(5);
@@ -188,7 +201,14 @@ impl PeerConnection {
         outbox: Option<Arc<Outbox>>,
     ) -> Result<Self> {
         let relay_only = ice.policy == IcePolicy::Relay;
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder();
+        // A path that stops answering is given up after about 8 s, not str0m's 19:
+        // then ICE moves to another valid pair (a new interface, another candidate)
+        // before the server's own timeout ends the session. Valid pairs are checked
+        // every 1.5 s meanwhile.
+        config.set_max_stun_rto(STUN_MAX_RTO);
+        config.set_max_stun_retransmits(STUN_RETRANSMITS);
+        let mut rtc = config
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .set_stats_interval(None)
             .set_sctp_max_message_size(MAX_MESSAGE_SIZE as u32)
@@ -318,6 +338,8 @@ impl PeerConnection {
             },
             path_traffic: Traffic::default(),
             path_last: (0.0, 0.0),
+            path_heard: Instant::now(),
+            silence_reported: false,
             channel_stats: HashMap::new(),
             local_candidates: HashMap::new(),
             remote_candidates: HashMap::new(),
@@ -728,6 +750,9 @@ struct Driver {
     measured: PeerStats,
     path_traffic: Traffic,
     path_last: (f64, f64),
+    /// When a packet last came over the path, and whether its silence was reported.
+    path_heard: Instant,
+    silence_reported: bool,
     channel_stats: HashMap<ChannelId, ChannelStats>,
     /// Our candidates and the server's, by address, to describe the path.
     local_candidates: HashMap<SocketAddr, Candidate>,
@@ -791,6 +816,22 @@ impl Driver {
             let timeout = match self.drain().await {
                 Some(t) => t,
                 None => break,
+            };
+            let timeout = match self.path {
+                Some(_) if !self.silence_reported => {
+                    let silent_at = self.path_heard + PATH_SILENT;
+                    if Instant::now() >= silent_at {
+                        self.silence_reported = true;
+                        log::info!(
+                            "{:?}: nothing heard on the path for {PATH_SILENT:?}",
+                            self.role
+                        );
+                        self.emit(PeerEvent::PathSilent).await;
+                        continue;
+                    }
+                    timeout.min(silent_at)
+                }
+                _ => timeout,
             };
             // One early remote candidate per round keeps "mutate, then drain".
             if self.remote_described {
@@ -874,6 +915,8 @@ impl Driver {
         self.measured.path_changes += 1;
         self.path_traffic = Traffic::default();
         self.path_last = (0.0, 0.0);
+        self.path_heard = Instant::now();
+        self.silence_reported = false;
         let kind = match self.relayed.get(&from).and_then(|i| self.relays.get(*i)) {
             Some(relay) => format!("relay by {}", relay.server()),
             None => "host".into(),
@@ -899,6 +942,8 @@ impl Driver {
         if self.path == Some((proto, local, source)) {
             self.path_traffic.received(packet.len());
             self.path_last.1 = unix_ms();
+            self.path_heard = Instant::now();
+            self.silence_reported = false;
         }
         if let Ok(recv) = Receive::new(proto, source, local, packet) {
             if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
@@ -1056,6 +1101,15 @@ impl Driver {
                 self.emit(PeerEvent::Connected).await
             }
             Event::IceConnectionStateChange(s) => {
+                log::debug!("{:?}: ICE {s:?}", self.role);
+                if matches!(
+                    s,
+                    IceConnectionState::Connected | IceConnectionState::Completed
+                ) {
+                    // A path (re)established gets its own time before it is judged.
+                    self.path_heard = Instant::now();
+                    self.silence_reported = false;
+                }
                 self.measured.ice = match s {
                     IceConnectionState::New => stats::IceState::New,
                     IceConnectionState::Checking => stats::IceState::Checking,
@@ -1430,6 +1484,49 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(parse_candidate_init("nope").is_err());
+    }
+
+    #[tokio::test]
+    async fn late_candidates_are_trickled_once_and_never_lost() {
+        let (events, _rx) = mpsc::channel(16);
+        let ice = IceConfig::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let pc = PeerConnection::new(PeerRole::Publisher, ip, &ice, events, None)
+            .await
+            .unwrap();
+        // Found before any m-line is known: kept for the first trickle.
+        let early = "candidate:1 1 udp 1 203.0.113.1 4000 typ srflx raddr 0.0.0.0 rport 0";
+        assert_eq!(pc.gathered(early.to_owned()), None);
+        let first = pc.local_candidate_inits("0", 0);
+        assert!(first.iter().any(|c| c.contains("typ host")), "{first:?}");
+        assert!(first.iter().any(|c| c.contains("203.0.113.1")), "{first:?}");
+        // Found later: sent at once, for the same m-line, and again after a restart.
+        let late = "candidate:2 1 udp 1 198.51.100.1 5000 typ relay raddr 0.0.0.0 rport 0";
+        let init = pc.gathered(late.to_owned()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&init).unwrap();
+        assert_eq!(v["candidate"], late);
+        assert_eq!(v["sdpMid"], "0");
+        assert_eq!(pc.local_candidate_inits("0", 0).len(), first.len() + 1);
+    }
+
+    #[tokio::test]
+    async fn no_host_offers_no_host_and_relay_only_needs_a_turn_server() {
+        let (events, _rx) = mpsc::channel(16);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let no_host = IceConfig {
+            policy: IcePolicy::NoHost,
+            ..Default::default()
+        };
+        let pc = PeerConnection::new(PeerRole::Subscriber, ip, &no_host, events.clone(), None)
+            .await
+            .unwrap();
+        assert!(pc.local_candidate_inits("0", 0).is_empty());
+        let relay = IceConfig {
+            policy: IcePolicy::Relay,
+            ..Default::default()
+        };
+        let refused = PeerConnection::new(PeerRole::Subscriber, ip, &relay, events, None).await;
+        assert!(matches!(refused, Err(Error::Rtc(m)) if m.contains("TURN")));
     }
 
     #[test]

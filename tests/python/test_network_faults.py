@@ -114,6 +114,27 @@ async def test_random_loss_keeps_data_exact_and_audio_flowing() -> None:
         assert not b.of("participant_disconnected"), b.events
 
 
+async def tone_and_data_both_ways(a: JsonProcess, b: JsonProcess, topic: str) -> None:
+    """a plays a tone that b hears, and each sends the other 200 reliable packets,
+    which arrive once and in order."""
+    up, down = f"{topic}-up", f"{topic}-down"
+    a.send(cmd="tone", freq=440.0)
+    await b.wait("track_subscribed", lambda e: e["identity"] == "a", timeout=20)
+    b.send(cmd="expect", topic=up, count=200)
+    a.send(cmd="expect", topic=down, count=200)
+    a.send(cmd="send", topic=up, count=200, interval=0.005, size=512)
+    b.send(cmd="send", topic=down, count=200, interval=0.005, size=512)
+    await b.wait("complete", lambda e: e["topic"] == up, timeout=30)
+    await a.wait("complete", lambda e: e["topic"] == down, timeout=30)
+    await asyncio.sleep(1.0)
+    heard = await b.ask("report")
+    got = await a.ask("report")
+    check_exactly_once_in_order(arrivals(heard, up), 200)
+    check_exactly_once_in_order(arrivals(got, down), 200)
+    audible = [e for _, e, _ in heard["audio"]]
+    assert audible and max(audible) >= AUDIBLE_PER_SLOT, heard["audio"]
+
+
 # ---- UDP blocked ----------------------------------------------------------------------
 
 
@@ -125,22 +146,68 @@ async def test_udp_blocked_the_room_connects_over_ice_tcp() -> None:
         with net.fault("a", ["-p", "udp"]):
             a = await join(net, "a", room)
             b = await join(net, "b", room)
-            a.send(cmd="tone", freq=440.0)
-            await b.wait("track_subscribed", lambda e: e["identity"] == "a", timeout=20)
-            b.send(cmd="expect", topic="tcp-up", count=200)
-            a.send(cmd="expect", topic="tcp-down", count=200)
-            a.send(cmd="send", topic="tcp-up", count=200, interval=0.005, size=512)
-            b.send(cmd="send", topic="tcp-down", count=200, interval=0.005, size=512)
-            await b.wait("complete", lambda e: e["topic"] == "tcp-up", timeout=30)
-            await a.wait("complete", lambda e: e["topic"] == "tcp-down", timeout=30)
-            await asyncio.sleep(1.0)
-            heard = await b.ask("report")
-            got = await a.ask("report")
-        check_exactly_once_in_order(arrivals(heard, "tcp-up"), 200)
-        check_exactly_once_in_order(arrivals(got, "tcp-down"), 200)
-        audible = [e for _, e, _ in heard["audio"]]
-        assert audible and max(audible) >= AUDIBLE_PER_SLOT, heard["audio"]
+            await tone_and_data_both_ways(a, b, "tcp")
         assert not a.of("reconnecting"), a.events
+
+
+# ---- IPv4 media blocked ---------------------------------------------------------------
+
+
+async def test_ipv4_media_blocked_the_room_connects_over_ipv6() -> None:
+    async with running(ipv6=True) as net:
+        room = room_name()
+        # a's IPv4 reaches the server's signal port only (the faults are IPv4 rules):
+        # its media can only go over its IPv6 host candidate.
+        with net.fault("a", ["-p", "udp"]), net.fault("a", ["-p", "tcp", "--dport", "7881"],
+                                                      ["-p", "tcp", "--sport", "7881"]):  # fmt: skip
+            a = await join(net, "a", room)
+            b = await join(net, "b", room)
+            await tone_and_data_both_ways(a, b, "v6")
+            paths = (await a.ask("paths"))["paths"]
+        # Both of a's peer connections chose a pair between IPv6 host candidates.
+        assert paths and {p["pc"] for p in paths} == {"publisher", "subscriber"}, paths
+        for path in paths:
+            assert path["local"] == "host" and path["address"].startswith(net.addr6("a")), paths
+            assert path["remote_address"].startswith(net.addr6("srv")), paths
+
+
+# ---- a new address takes over ------------------------------------------------------------
+
+
+async def test_a_new_address_found_while_connected_takes_over_when_the_old_one_fails() -> None:
+    """Continual gathering (the default policy): an address a gets while connected
+    becomes a candidate the server hears of; when the first address loses its media
+    (UDP and ICE-TCP dropped, the signal still up), the session carries on over the new
+    one with nothing lost: the silent path is noticed (8 s), and a resume restarts ICE
+    over every candidate while the server still holds the session."""
+    async with running() as net:
+        room = room_name()
+        a = await join(net, "a", room)
+        b = await join(net, "b", room)
+        extra = net.add_address("a", 200)
+        await asyncio.sleep(7.0)  # one look at the interfaces (5 s) and a trickle
+        b.send(cmd="expect", topic="moved", count=PACKETS)
+        a.send(cmd="send", topic="moved", count=PACKETS, interval=0.01, size=64)
+        await asyncio.sleep(2.0)
+        # Only the first address: from it (rules match their source) and to it.
+        first = ["-d", net.addr("a")]
+        udp = net.fault("a", ["-p", "udp"], ["-p", "udp", *first])
+        tcp = net.fault("a", ["-p", "tcp", "--dport", "7881"],
+                        ["-p", "tcp", "--sport", "7881", *first])  # fmt: skip
+        with udp, tcp:
+            sent = await a.wait("sent", timeout=60)
+            await b.wait("complete", lambda e: e["topic"] == "moved", timeout=60)
+            paths = (await a.ask("paths"))["paths"]
+        report = await b.ask("report")
+        check_exactly_once_in_order(arrivals(report, "moved"), PACKETS)
+        assert sent["failed"] == 0, sent
+        # What a sends goes from the new address (its subscriber sends only ICE checks
+        # here, which the stats do not follow).
+        sending = [p for p in paths if p["pc"] == "publisher"]
+        assert sending and sending[0]["address"].startswith(f"{extra}:"), paths
+        assert not b.of("participant_disconnected"), b.events
+        print(f"\nnew address {extra} took over: {PACKETS} packets once and in order;"
+              f" a: {reconnections(a)}")  # fmt: skip
 
 
 # ---- a 3 s cut ------------------------------------------------------------------------

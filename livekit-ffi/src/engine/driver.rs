@@ -458,6 +458,7 @@ impl Driver {
     /// A candidate found after the peer started: the server hears of it now if the
     /// transport's m-line is known, else with the next offer or answer.
     async fn trickle_gathered(&mut self, role: PeerRole, candidate: String) {
+        log::debug!("{role:?}: gathered {candidate}");
         let Some(candidate_init) = self.peer(role).and_then(|p| p.gathered(candidate)) else {
             return;
         };

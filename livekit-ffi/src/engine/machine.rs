@@ -835,6 +835,15 @@ impl Engine {
                     self.watch.ice_changed(now, role, state);
                 }
             }
+            // A resume restarts ICE on every candidate (a new interface among them)
+            // while the server still holds the session.
+            PeerEvent::PathSilent if matches!(self.phase, Phase::Connected) => self.lost(
+                now,
+                FailureReason::Rtc,
+                format!("{role:?}: nothing heard on the ICE path"),
+                LeaveAction::Resume,
+            ),
+            PeerEvent::PathSilent => {}
             PeerEvent::Closed(why) => {
                 if let Phase::Establishing { .. } = self.phase {
                     return self.fail(

@@ -587,6 +587,14 @@ fn a_lost_transport_gets_time_to_recover_before_a_resume() {
         .iter()
         .any(|a| matches!(a, Action::OpenSignal { resume: Some(_) })));
 
+    // A path that went silent is lost at once: resume while the server still
+    // holds the session (str0m would hold on to the path for 15 s more).
+    let mut t = Trace::joined(&[]);
+    let a = t.peer(PeerRole::Publisher, PeerEvent::PathSilent);
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::OpenSignal { resume: Some(_) })));
+
     // A closed peer connection waits briefly for the server's word, which wins.
     let mut t = Trace::joined(&[]);
     t.peer(PeerRole::Publisher, PeerEvent::Closed("gone".into()));

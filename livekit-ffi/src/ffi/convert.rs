@@ -221,8 +221,8 @@ pub(super) fn ice_config(rtc: &proto::RtcConfig) -> FfiResult<IceConfig> {
         Some(Err(_)) => return Err(FfiError::Invalid("unknown ICE transport type".into())),
     };
     let gather_continually = match rtc.continual_gathering_policy.map(Gather::try_from) {
-        None | Some(Ok(Gather::GatherOnce)) => false,
-        Some(Ok(Gather::GatherContinually)) => true,
+        Some(Ok(Gather::GatherOnce)) => false,
+        None | Some(Ok(Gather::GatherContinually)) => true,
         Some(Err(_)) => return Err(FfiError::Invalid("unknown gathering policy".into())),
     };
     let servers = rtc
