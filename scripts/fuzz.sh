@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bounded fuzzing of the inputs the core takes from outside: FFI requests, signal
-# messages, data packets and device link frames (the cargo-fuzz targets in fuzz/).
+# messages, data packets, device link frames, STUN answers and ICE server URLs (the
+# cargo-fuzz targets in fuzz/).
 #
 # Installs what it needs when missing (a nightly toolchain through rustup, and
 # cargo-fuzz), builds the targets (AddressSanitizer, debug assertions and overflow
@@ -22,7 +23,7 @@ source "$ROOT/scripts/env.sh"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 FUZZ_MERGE="${FUZZ_MERGE:-0}"
-read -r -a TARGETS <<<"${FUZZ_TARGETS:-ffi_request signal_response data_packet link_frames}"
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-ffi_request signal_response data_packet link_frames ice}"
 TARGET_DIR="$LK_CACHE/target-fuzz"
 ARTIFACTS="${FUZZ_ARTIFACTS:-$LK_CACHE/fuzz-artifacts}"
 

@@ -924,6 +924,42 @@ fn link_seeds(out: &mut Out) {
     out.put("link_frames", "regress-welcome-time", &late);
 }
 
+// ---- ICE: STUN answers and server URLs -------------------------------------------
+
+/// A STUN Binding success answer carrying `attrs` (its transaction id is replaced by
+/// the target).
+fn stun_answer(attrs: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x01, 0x01];
+    p.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    p.extend_from_slice(&[0; 12]);
+    p.extend_from_slice(attrs);
+    p
+}
+
+fn ice_seeds(out: &mut Out) {
+    // XOR-MAPPED-ADDRESS 203.0.113.7:40000 (port and address XORed with the cookie).
+    let v4 = [
+        0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xbd, 0x52, 0xea, 0x12, 0xd5, 0x45,
+    ];
+    let mut stun = vec![0u8];
+    stun.extend(stun_answer(&v4));
+    out.put("ice", "stun-v4", &stun);
+    // An IPv6 one (20 bytes of value) after an unknown attribute.
+    let mut attrs = vec![0x80, 0x22, 0x00, 0x04, b't', b'e', b's', b't'];
+    attrs.extend_from_slice(&[0x00, 0x20, 0x00, 0x14, 0x00, 0x02, 0xbc, 0x52]);
+    attrs.extend_from_slice(&[0x30; 16]);
+    let mut stun = vec![0u8];
+    stun.extend(stun_answer(&attrs));
+    out.put("ice", "stun-v6", &stun);
+    let urls = "stun:stun.example.org\nturn:10.0.0.1:3478?transport=udp\n\
+                turns:turn.example.org:443?transport=tcp\nturn:[2001:db8::1]:3479\n\
+                turn:h:99999\nTURN://h?transport=tcp&x=y\n";
+    let mut text = vec![1u8];
+    text.extend_from_slice(urls.as_bytes());
+    out.put("ice", "urls", &text);
+}
+
 fn main() {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "corpus".into());
     let mut out = Out {
@@ -934,5 +970,6 @@ fn main() {
     signal_seeds(&mut out);
     data_seeds(&mut out);
     link_seeds(&mut out);
+    ice_seeds(&mut out);
     println!("{} seeds written under {dir}", out.count);
 }
