@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "participant.proto",
         "track.proto",
         "audio_frame.proto",
+        "video_frame.proto",
         "stats.proto",
         "room.proto",
         "rpc.proto",

@@ -293,6 +293,30 @@ fn ffi_seeds(out: &mut Out) {
     for (name, m) in found {
         out.put("ffi_request", name, &req(m));
     }
+    // Video conversions: packed to planar (rows padded), planar to packed flipped.
+    let video = |kind: i32, w, h, stride, to: i32, flip| {
+        Req::VideoConvert(ffi::VideoConvertRequest {
+            flip_y: Some(flip),
+            buffer: ffi::VideoBufferInfo {
+                r#type: kind,
+                width: w,
+                height: h,
+                data_ptr: 1,
+                stride,
+                components: Vec::new(),
+            },
+            dst_type: to,
+        })
+    };
+    let (rgba, i420, nv12, i010) = (
+        ffi::VideoBufferType::Rgba as i32,
+        ffi::VideoBufferType::I420 as i32,
+        ffi::VideoBufferType::Nv12 as i32,
+        ffi::VideoBufferType::I010 as i32,
+    );
+    out.put("ffi_request", "video-rgba-i420", &req(video(rgba, 6, 4, Some(32), i420, false)));
+    out.put("ffi_request", "video-nv12-rgba", &req(video(nv12, 5, 3, None, rgba, true)));
+    out.put("ffi_request", "video-i010-nv12", &req(video(i010, 4, 4, None, nv12, false)));
 }
 
 // ---- signal messages ------------------------------------------------------------

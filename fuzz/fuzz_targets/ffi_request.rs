@@ -15,6 +15,7 @@ use std::sync::{Arc, Once};
 
 use libfuzzer_sys::fuzz_target;
 use livekit_ffi::ffi::{proto, FfiError, FfiServer};
+use livekit_ffi::video::BufferType;
 use prost::Message;
 
 use proto::ffi_request::Message as Req;
@@ -27,6 +28,8 @@ const MAX_SAMPLES: usize = 4_800;
 /// in proportion to what it makes, and an instrumented build makes ~40k samples a
 /// second at the best quality: more would only slow the search down.
 const MAX_CONVERTED: u64 = 8_192;
+/// The largest side of a frame converted here.
+const MAX_SIDE: u32 = 64;
 
 fn server() -> &'static FfiServer {
     static INIT: Once = Once::new();
@@ -182,6 +185,27 @@ fn serve(server: &'static FfiServer, data: &[u8], req: proto::FfiRequest) {
                 r.source_handle = handle;
                 let _ = request(server, Req::CaptureAudioFrame(r));
             }
+        }
+        Req::VideoConvert(mut r) => {
+            // Small frames (a conversion costs per pixel), with bytes behind the
+            // pointer for all the request claims, padded rows included.
+            let b = &mut r.buffer;
+            b.width %= MAX_SIDE + 1;
+            b.height %= MAX_SIDE + 1;
+            let need = BufferType::from_wire(b.r#type)
+                .map(|k| k.len(b.width.max(1), b.height.max(1)))
+                .unwrap_or(0);
+            if let Some(stride) = b.stride.as_mut() {
+                *stride %= MAX_SIDE * 8 + 1;
+            }
+            let rows = b.stride.map_or(0, |s| s as usize * b.height as usize);
+            let bytes: Vec<u8> = (0..need.max(rows))
+                .map(|i| data.get(i % data.len().max(1)).copied().unwrap_or(0))
+                .collect();
+            if b.data_ptr != 0 {
+                b.data_ptr = bytes.as_ptr() as u64;
+            }
+            let _ = request(server, Req::VideoConvert(r));
         }
         Req::PublishData(mut r) => {
             // Refused for want of a room; its pointer is real all the same.

@@ -49,6 +49,7 @@ mod state;
 pub mod stats;
 mod stream;
 mod turn;
+pub mod video;
 
 pub use data::{DataKind, ReceivedData, UserData};
 pub use engine::{PublishError, PublishOptions, Room, RoomOptions, SessionStats};

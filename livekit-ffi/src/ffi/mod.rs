@@ -18,6 +18,7 @@ mod logs;
 mod room;
 mod rpc;
 mod track;
+mod video;
 
 pub use audio::ReceivedAudioFrame;
 pub use delivery::{Batch, DeliveryStats, DEFAULT_QUEUE_BYTES};
@@ -359,6 +360,7 @@ impl FfiServer {
             Req::NewAudioResampler(_) => {
                 Ok(Res::NewAudioResampler(audio::new_audio_resampler(self)))
             }
+            Req::VideoConvert(r) => Ok(Res::VideoConvert(video::video_convert(self, r))),
             Req::RemixAndResample(r) => {
                 audio::remix_and_resample(self, r).map(Res::RemixAndResample)
             }

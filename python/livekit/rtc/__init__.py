@@ -37,6 +37,7 @@ from ._proto.track_pb2 import (
     TrackSource,
     VideoQuality,
 )
+from ._proto.video_frame_pb2 import VideoBufferType, VideoRotation
 from .audio_frame import AudioFrame
 from .audio_mixer import AudioMixer
 from .audio_source import AudioSource
@@ -91,6 +92,7 @@ from .room import (
     SipDTMF,
 )
 from .utils import combine_audio_frames
+from .video_frame import VideoFrame
 from .version import __version__
 
 __all__ = [
@@ -165,6 +167,9 @@ __all__ = [
     "Room",
     "RoomOptions",
     "RtcStats",
+    "VideoBufferType",
+    "VideoFrame",
+    "VideoRotation",
     "stats",
     "RtcConfiguration",
     "SipDTMF",
