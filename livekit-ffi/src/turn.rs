@@ -278,9 +278,11 @@ async fn run(
         let wake = match client.poll(now) {
             TurnPollRet::WaitUntil(at) => clock.at(at),
             TurnPollRet::Closed => return Err(RelayError::Closed),
-            // We make no TCP allocations (RFC 6062): nothing to connect or close.
+            // We make no TCP allocations (RFC 6062): nothing to connect or close. A
+            // server that asks anyway is looked at again a second later, not in a
+            // busy loop.
             TurnPollRet::AllocateTcpSocket { .. } | TurnPollRet::TcpClose { .. } => {
-                tokio::time::Instant::now()
+                tokio::time::Instant::now() + Duration::from_secs(1)
             }
         };
         let wake = if relayed.is_none() {
