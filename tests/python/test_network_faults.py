@@ -37,7 +37,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from netns import (  # noqa: E402
@@ -62,6 +62,15 @@ async def join(net: TestNetwork, who: str, room: str, *args: str) -> JsonProcess
     return p
 
 
+async def pair_with_tone(net: TestNetwork, room: str) -> Tuple[JsonProcess, JsonProcess]:
+    """a and b in `room`, a playing a tone that b has subscribed to."""
+    a = await join(net, "a", room)
+    b = await join(net, "b", room)
+    a.send(cmd="tone", freq=440.0)
+    await b.wait("track_subscribed", lambda e: e["identity"] == "a", timeout=20)
+    return a, b
+
+
 def room_name() -> str:
     return f"net-{uuid.uuid4().hex[:8]}"
 
@@ -81,10 +90,7 @@ def reconnections(p: JsonProcess) -> List[str]:
 async def test_random_loss_keeps_data_exact_and_audio_flowing() -> None:
     async with running() as net:
         room = room_name()
-        a = await join(net, "a", room)
-        b = await join(net, "b", room)
-        a.send(cmd="tone", freq=440.0)
-        await b.wait("track_subscribed", lambda e: e["identity"] == "a", timeout=20)
+        a, b = await pair_with_tone(net, room)
         b.send(cmd="expect", topic="loss", count=PACKETS)
 
         protocol = os.environ.get("LKT_LOSS_PROTO", "udp")
@@ -216,10 +222,7 @@ async def test_a_new_address_found_while_connected_takes_over_when_the_old_one_f
 async def test_cut_of_three_seconds_keeps_the_room_and_data_exact() -> None:
     async with running() as net:
         room = room_name()
-        a = await join(net, "a", room)
-        b = await join(net, "b", room)
-        a.send(cmd="tone", freq=440.0)
-        await b.wait("track_subscribed", lambda e: e["identity"] == "a", timeout=20)
+        a, b = await pair_with_tone(net, room)
         b.send(cmd="expect", topic="cut", count=PACKETS)
         a.send(cmd="send", topic="cut", count=PACKETS, interval=0.01, size=64)
         # 3 s into the stream (10 s long), the link goes for 3 s.

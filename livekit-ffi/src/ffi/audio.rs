@@ -45,14 +45,7 @@ fn quality(q: i32) -> ResampleQuality {
 /// The protocol makes the client keep that memory alive and unchanged for the
 /// duration of the (synchronous) request.
 unsafe fn samples_at(ptr: u64, samples: usize) -> FfiResult<Vec<i16>> {
-    if samples == 0 {
-        return Ok(Vec::new());
-    }
-    if ptr == 0 {
-        return Err(FfiError::Invalid("data_ptr is null".into()));
-    }
-    let bytes = std::slice::from_raw_parts(ptr as *const u8, samples * 2);
-    Ok(bytes
+    Ok(super::client_bytes(ptr, samples * 2)?
         .chunks_exact(2)
         .map(|b| i16::from_ne_bytes([b[0], b[1]]))
         .collect())

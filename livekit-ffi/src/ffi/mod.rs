@@ -486,6 +486,21 @@ impl FfiServer {
     }
 }
 
+/// `len` bytes of the client's memory at `ptr` (none for 0; null refused).
+///
+/// # Safety
+/// The protocol makes the client keep that memory alive and unchanged for the
+/// duration of the (synchronous) request that names it.
+pub(crate) unsafe fn client_bytes<'a>(ptr: u64, len: usize) -> FfiResult<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr == 0 {
+        return Err(FfiError::Invalid("data_ptr is null".into()));
+    }
+    Ok(std::slice::from_raw_parts(ptr as *const u8, len))
+}
+
 fn panic_message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_owned()

@@ -269,14 +269,9 @@ pub(super) fn publish_data(
         Err(format!(
             "data packet of {len} bytes is over the limit of {MAX_MESSAGE_SIZE} bytes"
         ))
-    } else if len > 0 && r.data_ptr == 0 {
-        return Err(FfiError::Invalid("data_ptr is null".into()));
-    } else if len == 0 {
-        Ok(Vec::new())
     } else {
-        // SAFETY: the protocol makes the caller keep `data_len` bytes at `data_ptr`
-        // alive for the duration of this synchronous request; we copy them here.
-        Ok(unsafe { std::slice::from_raw_parts(r.data_ptr as *const u8, len) }.to_vec())
+        // SAFETY: see `client_bytes`; we copy them here.
+        Ok(unsafe { super::client_bytes(r.data_ptr, len)? }.to_vec())
     };
     let kind = if r.reliable {
         DataKind::Reliable

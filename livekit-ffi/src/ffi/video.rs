@@ -21,16 +21,13 @@ unsafe fn frame_at(info: &proto::VideoBufferInfo) -> FfiResult<VideoBuffer> {
     let (w, h) = (info.width, info.height);
     // Sizes first: nothing is read for a frame that cannot be.
     crate::video::frame::check_size(w, h).map_err(|e| FfiError::Invalid(e.to_string()))?;
-    if info.data_ptr == 0 {
-        return Err(FfiError::Invalid("data_ptr is null".into()));
-    }
     let planes = kind.planes(w, h);
     let packed_stride = planes[0].stride;
     let data = match info.stride.map(|s| s as usize) {
         // A packed type with padded rows: take each row's pixels.
         Some(stride) if planes.len() == 1 && stride > packed_stride => {
             let rows = planes[0].rows;
-            let all = std::slice::from_raw_parts(info.data_ptr as *const u8, stride * rows);
+            let all = super::client_bytes(info.data_ptr, stride * rows)?;
             all.chunks(stride)
                 .flat_map(|row| &row[..packed_stride])
                 .copied()
@@ -41,7 +38,7 @@ unsafe fn frame_at(info: &proto::VideoBufferInfo) -> FfiResult<VideoBuffer> {
                 "stride {stride} is less than a row of {packed_stride} bytes"
             )))
         }
-        _ => std::slice::from_raw_parts(info.data_ptr as *const u8, kind.len(w, h)).to_vec(),
+        _ => super::client_bytes(info.data_ptr, kind.len(w, h))?.to_vec(),
     };
     VideoBuffer::new(kind, w, h, data).map_err(|e| FfiError::Invalid(e.to_string()))
 }

@@ -250,18 +250,7 @@ impl VideoBuffer {
                     .chunks_exact(2)
                     .map(|b| u16::from_le_bytes([b[0], b[1]]))
                     .collect();
-                let p = self.kind.planes(w, h);
-                let at = |i: usize| &words[p[i].offset / 2..(p[i].offset + p[i].size()) / 2];
-                let image = YuvPlanarImage {
-                    y_plane: at(0),
-                    y_stride: (p[0].stride / 2) as u32,
-                    u_plane: at(1),
-                    u_stride: (p[1].stride / 2) as u32,
-                    v_plane: at(2),
-                    v_stride: (p[2].stride / 2) as u32,
-                    width: w,
-                    height: h,
-                };
+                let image = planar(&words, &self.kind.planes(w, h), 2, w, h);
                 yuv::i010_to_rgba(&image, &mut rgba, stride, RANGE, MATRIX).map_err(failed)?
             }
             _ => return self.yuv_to_packed(BufferType::Rgba),
@@ -277,16 +266,7 @@ impl VideoBuffer {
         let mut out = vec![0u8; stride as usize * h as usize];
         let p = self.kind.planes(w, h);
         let at = |i: usize| &self.data[p[i].offset..p[i].offset + p[i].size()];
-        let planar = || YuvPlanarImage {
-            y_plane: at(0),
-            y_stride: p[0].stride as u32,
-            u_plane: at(1),
-            u_stride: p[1].stride as u32,
-            v_plane: at(2),
-            v_stride: p[2].stride as u32,
-            width: w,
-            height: h,
-        };
+        let planar = || planar(&self.data, &p, 1, w, h);
         use BufferType as B;
         let r = match (self.kind, to) {
             (B::I420, B::Rgba) => yuv::yuv420_to_rgba(&planar(), &mut out, stride, RANGE, MATRIX),
@@ -299,13 +279,14 @@ impl VideoBuffer {
             (B::I444, B::Bgra) => yuv::yuv444_to_bgra(&planar(), &mut out, stride, RANGE, MATRIX),
             (B::I444, B::Rgb24) => yuv::yuv444_to_rgb(&planar(), &mut out, stride, RANGE, MATRIX),
             (B::I420a, B::Rgba | B::Bgra) => {
+                let yuv = planar();
                 let image = YuvPlanarImageWithAlpha {
-                    y_plane: at(0),
-                    y_stride: p[0].stride as u32,
-                    u_plane: at(1),
-                    u_stride: p[1].stride as u32,
-                    v_plane: at(2),
-                    v_stride: p[2].stride as u32,
+                    y_plane: yuv.y_plane,
+                    y_stride: yuv.y_stride,
+                    u_plane: yuv.u_plane,
+                    u_stride: yuv.u_stride,
+                    v_plane: yuv.v_plane,
+                    v_stride: yuv.v_stride,
                     a_plane: at(3),
                     a_stride: p[3].stride as u32,
                     width: w,
@@ -341,6 +322,30 @@ impl VideoBuffer {
         };
         r.map_err(failed)?;
         Ok(out)
+    }
+}
+
+/// The Y, U and V planes of a planar frame as the crate takes them, `samples`
+/// holding the frame in units of `unit` bytes (strides in samples, not bytes).
+fn planar<'a, T: Copy + std::fmt::Debug>(
+    samples: &'a [T],
+    planes: &[Plane],
+    unit: usize,
+    w: u32,
+    h: u32,
+) -> YuvPlanarImage<'a, T> {
+    let at =
+        |i: usize| &samples[planes[i].offset / unit..(planes[i].offset + planes[i].size()) / unit];
+    let stride = |i: usize| (planes[i].stride / unit) as u32;
+    YuvPlanarImage {
+        y_plane: at(0),
+        y_stride: stride(0),
+        u_plane: at(1),
+        u_stride: stride(1),
+        v_plane: at(2),
+        v_stride: stride(2),
+        width: w,
+        height: h,
     }
 }
 
